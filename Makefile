@@ -1,0 +1,134 @@
+# Shoal - one build for everything. See README.md.
+#
+#   make                         build every binary, example and test into build/
+#   make run                     install missing packages, build, start the platform (shoal up)
+#   make test                    install missing packages, build, run every test, print a summary
+#   make bench                   run the benchmarks (results under bench/results/)
+#   make SANITIZE=address,undefined [test]   the same tree with sanitizers, in build-san/
+#   make CC=clang                any C11 compiler; warnings are errors
+#
+# Every module directory holds one program's sources; its main.c holds main() and everything
+# else is also linked into that module's unit tests (tests/<module>/test_*.c).
+
+CC ?= cc
+ifeq ($(SANITIZE),)
+BUILD ?= build
+SANFLAGS :=
+else
+BUILD ?= build-san
+SANFLAGS := -fsanitize=$(SANITIZE) -fno-omit-frame-pointer -fno-sanitize-recover=all
+endif
+
+# pkg-config runs lazily (recursive variables) so that `make test` can install the packages
+# before anything asks for their flags.
+PKGS = libh2o libuv jansson liburing libcurl libseccomp sqlite3 hiredis
+PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS = $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+
+OPT ?= -O2
+CFLAGS_ALL = -std=c11 -D_GNU_SOURCE -DH2O_USE_LIBUV=1 $(OPT) -g -Wall -Wextra -Werror \
+	-Wno-missing-field-initializers -MMD -MP -I. -Iinclude $(PKG_CFLAGS) $(SANFLAGS) $(CFLAGS)
+LDFLAGS_ALL = $(SANFLAGS) $(LDFLAGS)
+LIBS_ALL = $(PKG_LIBS) -lssl -lcrypto -lpthread -ldl -lm
+
+COMMON_SRC := $(wildcard common/*.c transport/*.c)
+COMMON_OBJ := $(COMMON_SRC:%.c=$(BUILD)/obj/%.o)
+
+module_src = $(filter-out $(1)/main.c,$(wildcard $(1)/*.c))
+module_obj = $(patsubst %.c,$(BUILD)/obj/%.o,$(call module_src,$(1)))
+
+PROGRAMS := controller worker runtime cli
+BINS := $(BUILD)/shoal-controller $(BUILD)/shoal-worker $(BUILD)/shoal-runtime $(BUILD)/shoal
+
+EXAMPLES := $(filter-out video,$(notdir $(wildcard examples/*)))
+EXAMPLE_SOS := $(foreach e,$(EXAMPLES),$(if $(wildcard examples/$(e)/$(e).c),$(BUILD)/examples/$(e).so))
+
+TEST_SRC := $(wildcard tests/*/test_*.c)
+TEST_BINS := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
+TEST_SUPPORT_SRC := $(filter-out $(wildcard tests/e2e/test_*.c),$(wildcard tests/e2e/*.c))
+TEST_SUPPORT_OBJ := $(TEST_SUPPORT_SRC:%.c=$(BUILD)/obj/%.o)
+
+BENCH_SRC := $(wildcard bench/*/*.c)
+BENCH_BINS := $(BENCH_SRC:%.c=$(BUILD)/%)
+
+.PHONY: all deps run test bench clean format fuzz
+all: $(BINS) $(EXAMPLE_SOS) $(TEST_BINS) $(BENCH_BINS)
+
+deps:
+	@scripts/install-deps.sh
+
+run: deps
+	@$(MAKE) --no-print-directory all
+	@scripts/run.sh $(BUILD)
+
+test: deps
+	@$(MAKE) --no-print-directory all
+	@tests/run.sh $(BUILD)
+
+bench: deps
+	@$(MAKE) --no-print-directory all
+	@bench/run.sh $(BUILD)
+
+clean:
+	rm -rf build build-san
+
+format:
+	clang-format -i $$(git ls-files '*.c' '*.h')
+
+$(BUILD)/obj/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) -c $< -o $@
+
+$(BUILD)/obj/controller/header_blob.o: controller/header_blob.S include/shoal.h
+	@mkdir -p $(dir $@)
+	$(CC) -c $< -o $@
+
+$(BUILD)/libshoal.a: $(COMMON_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+define module_lib
+$$(BUILD)/lib$(1).a: $$(call module_obj,$(1)) $(2)
+	@rm -f $$@
+	ar rcs $$@ $$^
+endef
+$(eval $(call module_lib,controller,$(BUILD)/obj/controller/header_blob.o))
+$(eval $(call module_lib,worker))
+$(eval $(call module_lib,runtime))
+$(eval $(call module_lib,cli))
+
+$(BUILD)/shoal-controller: $(BUILD)/obj/controller/main.o $(BUILD)/libcontroller.a $(BUILD)/libshoal.a
+	$(CC) $(LDFLAGS_ALL) $^ $(LIBS_ALL) -o $@
+
+$(BUILD)/shoal-worker: $(BUILD)/obj/worker/main.o $(BUILD)/libworker.a $(BUILD)/libshoal.a
+	$(CC) $(LDFLAGS_ALL) $^ $(LIBS_ALL) -o $@
+
+# The runtime exports the shoal.h API from the executable so that dlopen'd functions bind to it.
+$(BUILD)/shoal-runtime: $(BUILD)/obj/runtime/main.o $(BUILD)/libruntime.a $(BUILD)/libshoal.a runtime/exports.list
+	$(CC) $(LDFLAGS_ALL) -Wl,--dynamic-list=runtime/exports.list $(BUILD)/obj/runtime/main.o \
+		-Wl,--whole-archive $(BUILD)/libruntime.a -Wl,--no-whole-archive $(BUILD)/libshoal.a \
+		$(LIBS_ALL) -o $@
+
+$(BUILD)/shoal: $(BUILD)/obj/cli/main.o $(BUILD)/libcli.a $(BUILD)/libshoal.a
+	$(CC) $(LDFLAGS_ALL) $^ $(LIBS_ALL) -o $@
+
+# Example functions: built exactly as a user would, against include/shoal.h only. Functions are
+# not sanitized: the runtime that loads them may be.
+$(BUILD)/examples/%.so: examples/%/%.c include/shoal.h
+	@mkdir -p $(dir $@)
+	$(CC) -std=c11 -D_GNU_SOURCE -O2 -Wall -Wextra -Werror -shared -fPIC -Iinclude $< -o $@
+
+# Unit tests link their module's library; end-to-end tests link the e2e harness.
+test_deps = $(if $(filter e2e,$(1)),$(TEST_SUPPORT_OBJ),$(if $(filter common transport,$(1)),,$(BUILD)/lib$(1).a))
+define test_rule
+$(BUILD)/$(basename $(1)): $(1) $(call test_deps,$(word 2,$(subst /, ,$(1)))) $(BUILD)/libshoal.a
+	@mkdir -p $$(dir $$@)
+	$$(CC) $$(CFLAGS_ALL) $$(LDFLAGS_ALL) $$< $(call test_deps,$(word 2,$(subst /, ,$(1)))) $(BUILD)/libshoal.a $$(LIBS_ALL) -lcmocka -o $$@
+endef
+$(foreach t,$(TEST_SRC),$(eval $(call test_rule,$(t))))
+
+$(BUILD)/bench/%: bench/%.c $(BUILD)/libshoal.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) $(LDFLAGS_ALL) $< $(BUILD)/libshoal.a $(LIBS_ALL) -o $@
+
+-include $(shell find $(BUILD) -name '*.d' 2>/dev/null)

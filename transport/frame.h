@@ -1,0 +1,120 @@
+/*
+ * frame - the versioned, length-prefixed binary protocol between shoal-controller and
+ * shoal-worker over TCP.
+ *
+ * Every frame is a 16-byte header followed by `len` payload bytes. All header fields are
+ * little-endian:
+ *
+ *   offset 0  u32 magic    SHOAL_FRAME_MAGIC ("SHL1")
+ *   offset 4  u8  version  SHOAL_FRAME_VERSION; a peer speaking another version is refused
+ *   offset 5  u8  type     one of shoal_frame_type
+ *   offset 6  u16 flags    reserved, must be 0
+ *   offset 8  u32 len      payload length, bounded by the receiver before it allocates
+ *   offset 12 u32 id       correlates a request with its answer (see each type); 0 if unused
+ *
+ * Every payload has the same two parts: a u32 little-endian meta length, the meta (a JSON object,
+ * UTF-8, not NUL-terminated), and then the data bytes that fill the rest of the payload (often
+ * none). The JSON keys of each frame type are listed beside it below; receivers ignore keys they
+ * do not know, so fields can be added without a version bump.
+ *
+ * A "function object" (fn) is {"name","version","sha256","size","timeout_ms","memory_mb",
+ * "min_warm","max_instances"}.
+ */
+#ifndef SHOAL_TRANSPORT_FRAME_H
+#define SHOAL_TRANSPORT_FRAME_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define SHOAL_FRAME_MAGIC 0x314c4853u /* "SHL1" as little-endian bytes */
+#define SHOAL_FRAME_VERSION 1
+#define SHOAL_FRAME_HDR_SIZE 16
+/* Header plus the u32 meta length: what shoal_frame_encode writes. */
+#define SHOAL_FRAME_PREFIX_SIZE 20
+/* Meta JSON is small by construction; a larger one is a protocol error. */
+#define SHOAL_FRAME_META_MAX (1u << 20)
+
+typedef enum {
+    /* worker -> controller, first frame. meta {"node","slots","pid","protocol":1}. */
+    SHOAL_FRAME_HELLO = 1,
+    /* controller -> worker, answer to HELLO. meta {"worker_id", "functions":[fn...]}: the whole
+     * current function table. */
+    SHOAL_FRAME_WELCOME = 2,
+    /* controller -> worker: a function was deployed or updated (meta = fn) or deleted (meta
+     * {"name","deleted":true}). id is a sequence number the worker echoes in FUNC_ACK once its
+     * table holds the change; the controller answers the deploy after every worker acked. */
+    SHOAL_FRAME_FUNC = 3,
+    /* worker -> controller. meta {}. id = the FUNC's id. */
+    SHOAL_FRAME_FUNC_ACK = 4,
+    /* controller -> worker: run one invocation. id = dispatch id chosen by the controller.
+     * meta {"fn":fn, "invocation_id", "timeout_ms" (time left), "depth" (shoal_call nesting),
+     * "meta":{"method","path","query","header:<name>":value...}}; data = the input. */
+    SHOAL_FRAME_INVOKE = 5,
+    /* worker -> controller: how an INVOKE ended. id = the INVOKE's id.
+     * meta {"ok":bool, "status":int (set by the function, optional), "headers":{name:value},
+     *       "error":"message", "kind":"function"|"crash"|"timeout"|"overload"|"internal"|
+     *       "not_found"|"too_large", "duration_us":int}; data = the output when ok. */
+    SHOAL_FRAME_RESULT = 6,
+    /* worker -> controller: fetch an artifact the worker lacks. id chosen by the worker.
+     * meta {"sha256"}. */
+    SHOAL_FRAME_FETCH = 7,
+    /* controller -> worker: answer to FETCH. id = the FETCH's id. meta {"sha256"} or
+     * {"sha256","error"}; data = the artifact bytes. */
+    SHOAL_FRAME_ARTIFACT = 8,
+    /* worker -> controller: shoal_call that the worker could not serve from a local warm
+     * instance. id chosen by the worker. meta {"function","invocation_id" (the caller's),
+     * "depth","timeout_ms"}; data = the input. */
+    SHOAL_FRAME_CALL = 9,
+    /* controller -> worker: answer to CALL, same meta and data as RESULT. id = the CALL's id. */
+    SHOAL_FRAME_CALL_RESULT = 10,
+    /* worker -> controller, on change (at most every 100 ms) and every second as a heartbeat.
+     * meta {"slots","busy","stems","pools":[{"function","version","warm","idle","busy"}]}. */
+    SHOAL_FRAME_STATUS = 11,
+    /* either way, then the sender closes. meta {"error":"message"}. */
+    SHOAL_FRAME_ERROR = 12,
+    SHOAL_FRAME_TYPE_MAX = 12
+} shoal_frame_type;
+
+typedef struct {
+    uint32_t magic;
+    uint8_t version;
+    uint8_t type;
+    uint16_t flags;
+    uint32_t len;
+    uint32_t id;
+} shoal_frame_hdr;
+_Static_assert(sizeof(shoal_frame_hdr) == SHOAL_FRAME_HDR_SIZE, "wire");
+
+/* Writes the 16-byte header and the u32 meta length for a frame whose meta is meta_len bytes and
+ * whose data is data_len bytes into out[SHOAL_FRAME_PREFIX_SIZE]. Send it, then the meta, then the
+ * data. -EMSGSIZE if the payload would not fit in 32 bits. */
+int shoal_frame_encode(uint8_t out[SHOAL_FRAME_PREFIX_SIZE], uint8_t type, uint32_t id,
+                       size_t meta_len, size_t data_len);
+
+/* Decodes and checks a header from 16 bytes: -EPROTO for a bad magic, flags or type,
+ * -EPROTONOSUPPORT for another version, -EMSGSIZE when len > max_payload. */
+int shoal_frame_decode_hdr(const uint8_t *buf, uint32_t max_payload, shoal_frame_hdr *hdr);
+
+/* Splits a payload into its meta and data parts (pointers into payload); -EPROTO when the meta
+ * length does not fit the payload or exceeds SHOAL_FRAME_META_MAX. */
+int shoal_frame_split(const uint8_t *payload, size_t len, const char **meta, size_t *meta_len,
+                      const uint8_t **data, size_t *data_len);
+
+/*
+ * An incremental reader: feed it the bytes a stream delivers, in any pieces, and it calls back
+ * once per complete frame. It buffers at most one frame (bounded by max_payload) and is used from
+ * one thread only.
+ */
+typedef struct shoal_frame_reader shoal_frame_reader_t;
+/* Called for each whole frame; payload is valid only during the call. A nonzero return stops the
+ * feed and is returned from shoal_frame_reader_feed. */
+typedef int (*shoal_frame_cb)(void *opaque, const shoal_frame_hdr *hdr, const uint8_t *payload);
+
+shoal_frame_reader_t *shoal_frame_reader_create(uint32_t max_payload, shoal_frame_cb cb,
+                                                void *opaque);
+void shoal_frame_reader_destroy(shoal_frame_reader_t *r);
+/* Consumes len bytes; 0, a decode error from shoal_frame_decode_hdr, -ENOMEM, or the callback's
+ * nonzero return. After an error the reader must not be fed again. */
+int shoal_frame_reader_feed(shoal_frame_reader_t *r, const uint8_t *buf, size_t len);
+
+#endif
