@@ -50,9 +50,12 @@ TEST_SUPPORT_OBJ := $(TEST_SUPPORT_SRC:%.c=$(BUILD)/obj/%.o)
 
 BENCH_SRC := $(wildcard bench/*/*.c)
 BENCH_BINS := $(BENCH_SRC:%.c=$(BUILD)/%)
+# Functions the benchmarks deploy: bench/<name>/fn/<fn>.c -> BUILD/bench/<name>/fn/<fn>.so
+BENCH_FN_SRC := $(wildcard bench/*/fn/*.c)
+BENCH_FN_SOS := $(BENCH_FN_SRC:%.c=$(BUILD)/%.so)
 
 .PHONY: all deps run test bench clean format fuzz
-all: $(BINS) $(EXAMPLE_SOS) $(TEST_BINS) $(BENCH_BINS)
+all: $(BINS) $(EXAMPLE_SOS) $(TEST_BINS) $(BENCH_BINS) $(BENCH_FN_SOS)
 
 deps:
 	@scripts/install-deps.sh
@@ -115,6 +118,10 @@ $(BUILD)/shoal: $(BUILD)/obj/cli/main.o $(BUILD)/libcli.a $(BUILD)/libshoal.a
 # Example functions: built exactly as a user would, against include/shoal.h only. Functions are
 # not sanitized: the runtime that loads them may be.
 $(BUILD)/examples/%.so: examples/%/%.c include/shoal.h
+	@mkdir -p $(dir $@)
+	$(CC) -std=c11 -D_GNU_SOURCE -O2 -Wall -Wextra -Werror -shared -fPIC -Iinclude $< -o $@
+
+$(BUILD)/bench/%.so: bench/%.c include/shoal.h
 	@mkdir -p $(dir $@)
 	$(CC) -std=c11 -D_GNU_SOURCE -O2 -Wall -Wextra -Werror -shared -fPIC -Iinclude $< -o $@
 

@@ -1,0 +1,11 @@
+#!/bin/bash
+# Runs every benchmark (bench/*/run.sh) in turn; each prints its figures and ratios and writes
+# JSON and a PNG under bench/results/.
+set -euo pipefail
+BUILD=${1:-build}
+cd "$(dirname "$0")/.."
+status=0
+for b in bench/*/run.sh; do
+    "$b" "$BUILD" || { echo "bench: $b failed" >&2; status=1; }
+done
+exit $status

@@ -1,0 +1,80 @@
+/*
+ * harness - starts real Shoal processes for end-to-end tests: a controller and workers on free
+ * loopback ports, in a fresh temporary home directory, and talks to them over real HTTP with
+ * libcurl. Binaries come from $SHOAL_BUILD (default ./build). Every process's stderr goes to a
+ * log file in the home; a failing test prints their tails.
+ */
+#ifndef SHOAL_TESTS_E2E_HARNESS_H
+#define SHOAL_TESTS_E2E_HARNESS_H
+
+#include <stddef.h>
+#include <sys/types.h>
+
+#define CLUSTER_MAX_WORKERS 4
+
+typedef struct {
+    char home[256];
+    char build[256];
+    char src[256];
+    char url[64];
+    int http_port, worker_port;
+    pid_t controller;
+    pid_t workers[CLUSTER_MAX_WORKERS];
+    int nworkers;
+    char worker_args[256]; /* extra flags for every worker, space separated */
+    int controller_starts, worker_starts;
+} cluster_t;
+
+typedef struct {
+    long status;
+    char *body; /* NUL-terminated for convenience; len excludes the NUL */
+    size_t len;
+    char invocation_id[80];
+    char content_type[128];
+    char retry_after[32];
+    char custom_header[128]; /* the value of the X-Test header, if any */
+    double total_s;
+} http_resp_t;
+
+/* Starts a controller and nworkers workers and waits until all workers are registered.
+ * Returns 0 or -1 (with the reason printed). */
+int cluster_start(cluster_t *c, int nworkers, const char *worker_args);
+/* Sends sig to every process, waits for them, and removes the home. Returns 0 when every process
+ * exited 0 (a sanitizer's leak report makes that fail), -1 otherwise. */
+int cluster_stop(cluster_t *c);
+
+int cluster_start_controller(cluster_t *c);
+/* Kills the controller with sig and reaps it; returns its wait status. */
+int cluster_kill_controller(cluster_t *c, int sig);
+int cluster_start_worker(cluster_t *c, int i);
+int cluster_kill_worker(cluster_t *c, int i, int sig);
+/* Waits until GET /v1/workers lists n workers; 0 or -1 after timeout_ms. */
+int cluster_wait_workers(cluster_t *c, int n, int timeout_ms);
+/* Prints the last lines of every process log (for failures). */
+void cluster_dump_logs(cluster_t *c);
+
+/* One HTTP request. headers: NULL-terminated array of "Name: value". Returns 0 when a response
+ * arrived (any status), -1 on a transport error. */
+int http_request(cluster_t *c, const char *method, const char *path, const void *body,
+                 size_t len, const char *const *headers, http_resp_t *resp);
+void http_resp_free(http_resp_t *resp);
+
+/* Compiles C source text into <home>/<name>.so with `cc -shared -fPIC -I include`; returns
+ * the path in a static buffer-per-call (out, outlen) or -1. */
+int build_function(cluster_t *c, const char *name, const char *source, char *out, size_t outlen);
+/* PUT a file's bytes as function name with an optional query string ("" for none); returns the
+ * HTTP status or -1. resp may be NULL. */
+int deploy_file(cluster_t *c, const char *name, const char *path, const char *query,
+                http_resp_t *resp);
+int deploy_bytes(cluster_t *c, const char *name, const void *data, size_t len,
+                 const char *query, http_resp_t *resp);
+/* Reads a file fully (malloc'd); NULL on failure. */
+char *read_whole(const char *path, size_t *len);
+/* Process ids of processes whose parent is pid. Returns how many were stored. */
+int children_of(pid_t pid, pid_t *out, int max);
+/* Number of open fds of a process, -1 if it cannot be read. */
+int fd_count(pid_t pid);
+/* Resident set size of a process in KiB, -1 if it cannot be read. */
+long rss_kib(pid_t pid);
+
+#endif

@@ -1,0 +1,162 @@
+/*
+ * End-to-end tests of the `shoal` command: every subcommand against a real cluster, its exit
+ * codes and one-line errors, and `shoal up` starting and stopping a whole platform.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "tests/e2e/harness.h"
+
+static cluster_t C;
+static char out[1 << 16];
+
+static int setup(void **state)
+{
+    (void)state;
+    return cluster_start(&C, 1, NULL);
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    return cluster_stop(&C);
+}
+
+/* Runs `sh -c "<env> shoal <args>"` and returns its exit code; stdout+stderr land in out. */
+static int shoal(const char *fmt, ...)
+{
+    char args[2048], cmd[4096];
+    va_list ap;
+    FILE *p;
+    size_t n;
+    int st;
+
+    va_start(ap, fmt);
+    vsnprintf(args, sizeof(args), fmt, ap);
+    va_end(ap);
+    snprintf(cmd, sizeof(cmd), "cd '%s' && SHOAL_URL=%s '%s/shoal' %s 2>&1", C.src, C.url,
+             C.build, args);
+    assert_non_null(p = popen(cmd, "r"));
+    n = fread(out, 1, sizeof(out) - 1, p);
+    out[n] = '\0';
+    st = pclose(p);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+static void test_commands(void **state)
+{
+    (void)state;
+
+    assert_int_equal(shoal("deploy hello %s/examples/hello.so", C.build), 0);
+    assert_non_null(strstr(out, "hello"));
+    assert_int_equal(shoal("deploy upper examples/upper/upper.c --timeout-ms 5000"), 0);
+    assert_int_equal(shoal("invoke hello < /dev/null"), 0);
+    assert_int_equal(system("true"), 0);
+    /* Input from stdin, -d and @file; output to stdout and -o. */
+    char cmd[1024];
+    snprintf(cmd, sizeof(cmd), "printf hi | SHOAL_URL=%s '%s/shoal' invoke hello", C.url, C.build);
+    FILE *p = popen(cmd, "r");
+    size_t n = fread(out, 1, sizeof(out) - 1, p);
+    out[n] = '\0';
+    assert_int_equal(pclose(p), 0);
+    assert_string_equal(out, "hello, hi");
+    assert_int_equal(shoal("invoke upper -d quiet"), 0);
+    assert_string_equal(out, "QUIET");
+    char file[400];
+    snprintf(file, sizeof(file), "%s/in.txt", C.home);
+    FILE *f = fopen(file, "w");
+    fputs("from a file", f);
+    fclose(f);
+    assert_int_equal(shoal("invoke upper @%s -o %s/out.txt", file, C.home), 0);
+    snprintf(file, sizeof(file), "%s/out.txt", C.home);
+    size_t len;
+    char *got = read_whole(file, &len);
+    assert_non_null(got);
+    assert_string_equal(got, "FROM A FILE");
+    free(got);
+
+    assert_int_equal(shoal("ls"), 0);
+    assert_non_null(strstr(out, "hello"));
+    assert_non_null(strstr(out, "upper"));
+    assert_int_equal(shoal("workers"), 0);
+    assert_non_null(strstr(out, "node0"));
+    assert_int_equal(shoal("rm hello"), 0);
+    assert_int_equal(shoal("ls"), 0);
+    assert_null(strstr(out, "hello"));
+
+    /* Failures: a non-zero exit and one line naming the problem. */
+    assert_int_equal(shoal("invoke hello -d x"), 1);
+    assert_non_null(strstr(out, "404"));
+    assert_null(strchr(out, '\n') == NULL ? NULL : strchr(strchr(out, '\n') + 1, '\n'));
+    assert_int_equal(shoal("deploy Bad-Name examples/upper/upper.c"), 1);
+    assert_non_null(strstr(out, "bad_name"));
+    assert_int_equal(shoal("deploy x /nonexistent/file.so"), 1);
+    assert_int_equal(shoal("no-such-command"), 2);
+    assert_int_equal(shoal("--url http://127.0.0.1:1 ls"), 1);
+    assert_non_null(strstr(out, "127.0.0.1:1"));
+    const char *cmds[] = {"up", "deploy", "invoke", "ls", "rm", "workers"};
+    for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++) {
+        assert_int_equal(shoal("%s --help", cmds[i]), 0);
+        assert_non_null(strstr(out, cmds[i]));
+    }
+    assert_int_equal(shoal("--help"), 0);
+}
+
+/* `shoal up` runs a controller and a worker, and Ctrl-C stops both cleanly. */
+static void test_up(void **state)
+{
+    char listen[64], home[300], bin[300];
+    cluster_t U;
+    pid_t up;
+    int st;
+    (void)state;
+
+    memset(&U, 0, sizeof(U));
+    snprintf(U.build, sizeof(U.build), "%s", C.build);
+    U.http_port = C.http_port + 17;
+    snprintf(U.url, sizeof(U.url), "http://127.0.0.1:%d", U.http_port);
+    snprintf(listen, sizeof(listen), "127.0.0.1:%d", U.http_port);
+    snprintf(home, sizeof(home), "%s/up-home", C.home);
+    snprintf(bin, sizeof(bin), "%s/shoal", C.build);
+    if ((up = fork()) == 0) {
+        char log[400];
+        snprintf(log, sizeof(log), "%s/up.log", C.home);
+        if (freopen(log, "w", stderr) == NULL || freopen(log, "a", stdout) == NULL)
+            _exit(126);
+        execl(bin, bin, "up", "--listen", listen, "--home", home, (char *)NULL);
+        _exit(127);
+    }
+    assert_int_equal(cluster_wait_workers(&U, 1, 15000), 0);
+    char so[400];
+    snprintf(so, sizeof(so), "%s/examples/hello.so", C.build);
+    assert_int_equal(deploy_file(&U, "hello", so, NULL, NULL), 201);
+    http_resp_t r;
+    assert_int_equal(http_request(&U, "POST", "/v1/functions/hello/invoke", "up", 2, NULL, &r), 0);
+    assert_int_equal(r.status, 200);
+    assert_string_equal(r.body, "hello, up");
+    http_resp_free(&r);
+    kill(up, SIGINT);
+    assert_int_equal(waitpid(up, &st, 0), up);
+    assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    /* The platform is gone with it. */
+    assert_int_not_equal(http_request(&U, "GET", "/healthz", NULL, 0, NULL, &r), 0);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_commands),
+        cmocka_unit_test(test_up),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
