@@ -73,7 +73,7 @@ bench: deps
 	@bench/run.sh $(BUILD)
 
 clean:
-	rm -rf build build-san
+	rm -rf build build-san build-clang build-fuzz
 
 format:
 	clang-format -i $$(git ls-files '*.c' '*.h')
@@ -137,5 +137,24 @@ $(foreach t,$(TEST_SRC),$(eval $(call test_rule,$(t))))
 $(BUILD)/bench/%: bench/%.c $(BUILD)/libshoal.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_ALL) $(LDFLAGS_ALL) $< $(BUILD)/libshoal.a $(LIBS_ALL) -o $@
+
+# Fuzzing: every tests/fuzz/fuzz_<name>.c is a libFuzzer target built with clang, ASan and UBSan,
+# linked with the module sources listed in FUZZ_LINK_<name>; `make fuzz` runs each for
+# FUZZ_SECONDS from its seed corpus tests/fuzz/corpus/<name>/ and prints executions and findings.
+FUZZ_SECONDS ?= 60
+FUZZ_BUILD := build-fuzz
+FUZZ_CFLAGS = -std=c11 -D_GNU_SOURCE -DH2O_USE_LIBUV=1 -O1 -g -fsanitize=fuzzer,address,undefined \
+	-fno-sanitize-recover=all -I. -Iinclude $(PKG_CFLAGS)
+FUZZ_TARGETS := $(patsubst tests/fuzz/fuzz_%.c,%,$(wildcard tests/fuzz/fuzz_*.c))
+FUZZ_LINK_frame := transport/frame.c
+
+fuzz: deps
+	@$(MAKE) --no-print-directory $(FUZZ_TARGETS:%=$(FUZZ_BUILD)/fuzz_%)
+	@tests/fuzz/run.sh $(FUZZ_BUILD) $(FUZZ_SECONDS) $(FUZZ_TARGETS)
+
+.SECONDEXPANSION:
+$(FUZZ_BUILD)/fuzz_%: tests/fuzz/fuzz_%.c $$(FUZZ_LINK_$$*)
+	@mkdir -p $(dir $@)
+	clang $(FUZZ_CFLAGS) $(filter %.c,$^) $(FUZZ_LIBS_$*) -o $@
 
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)
