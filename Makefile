@@ -117,9 +117,12 @@ $(BUILD)/shoal: $(BUILD)/obj/cli/main.o $(BUILD)/libcli.a $(BUILD)/libshoal.a
 
 # Example functions: built exactly as a user would, against include/shoal.h only. Functions are
 # not sanitized: the runtime that loads them may be.
-$(BUILD)/examples/%.so: examples/%/%.c include/shoal.h
-	@mkdir -p $(dir $@)
-	$(CC) -std=c11 -D_GNU_SOURCE -O2 -Wall -Wextra -Werror -shared -fPIC -Iinclude $< -o $@
+define example_rule
+$(BUILD)/examples/$(1).so: examples/$(1)/$(1).c include/shoal.h
+	@mkdir -p $$(dir $$@)
+	$$(CC) -std=c11 -D_GNU_SOURCE -O2 -Wall -Wextra -Werror -shared -fPIC -Iinclude $$< -o $$@
+endef
+$(foreach e,$(EXAMPLES),$(eval $(call example_rule,$(e))))
 
 $(BUILD)/bench/%.so: bench/%.c include/shoal.h
 	@mkdir -p $(dir $@)
