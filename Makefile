@@ -141,6 +141,34 @@ $(BUILD)/bench/%: bench/%.c $(BUILD)/libshoal.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_ALL) $(LDFLAGS_ALL) $< $(BUILD)/libshoal.a $(LIBS_ALL) -o $@
 
+# The video example (issue 4): its function links libvpx and libav* itself; its modules also form
+# build/libvideo.a for the baseline program and the video unit tests.
+VIDEO_PKGS = libavformat libavcodec libswscale libavutil vpx jansson
+VIDEO_CFLAGS = $(shell pkg-config --cflags $(VIDEO_PKGS) 2>/dev/null)
+VIDEO_LIBS = $(shell pkg-config --libs $(VIDEO_PKGS) 2>/dev/null) -lm
+VIDEO_SRC := $(filter-out examples/video/video_abr.c,$(wildcard examples/video/*.c))
+VIDEO_OBJ := $(VIDEO_SRC:%.c=$(BUILD)/obj/%.o)
+$(VIDEO_OBJ): CFLAGS_ALL += $(VIDEO_CFLAGS)
+
+$(BUILD)/libvideo.a: $(VIDEO_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(BUILD)/examples/video-abr.so: examples/video/video_abr.c $(VIDEO_SRC) $(wildcard examples/video/*.h) include/shoal.h
+	@mkdir -p $(dir $@)
+	$(CC) -std=c11 -D_GNU_SOURCE -O2 -Wall -Wextra -Werror -Wno-missing-field-initializers \
+		-shared -fPIC -fvisibility=hidden -Iinclude $(VIDEO_CFLAGS) \
+		examples/video/video_abr.c $(VIDEO_SRC) -Wl,--as-needed $(VIDEO_LIBS) -o $@
+
+$(BUILD)/bench/video/baseline: bench/video/baseline.c $(BUILD)/libvideo.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) $(VIDEO_CFLAGS) $(LDFLAGS_ALL) $< $(BUILD)/libvideo.a $(VIDEO_LIBS) -o $@
+
+$(BUILD)/tests/video/%: CFLAGS_ALL += $(VIDEO_CFLAGS)
+$(BUILD)/tests/video/%: LIBS_ALL += $(VIDEO_LIBS)
+
+all: $(BUILD)/examples/video-abr.so
+
 # Fuzzing: every tests/fuzz/fuzz_<name>.c is a libFuzzer target built with clang, ASan and UBSan,
 # linked with the module sources listed in FUZZ_LINK_<name>; `make fuzz` runs each for
 # FUZZ_SECONDS from its seed corpus tests/fuzz/corpus/<name>/ and prints executions and findings.

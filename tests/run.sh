@@ -40,7 +40,7 @@ run_one() {
     return 0
 }
 
-for kind in common transport controller worker runtime cli e2e; do
+for kind in common transport controller worker runtime cli video e2e; do
     for t in "$BUILD"/tests/$kind/test_*; do
         [ -x "$t" ] || continue
         case "$t" in *.d) continue ;; esac
