@@ -1,0 +1,90 @@
+#!/bin/bash
+# What `make run` executes after building: starts the platform (`shoal up`) with the examples
+# deployed, prints what to try, and keeps it in the foreground until Ctrl-C.
+# Usage: scripts/run.sh BUILD_DIR
+# Environment: SHOAL_LISTEN (ADDR:PORT of the API, default 127.0.0.1:8080) and SHOAL_HOME (state
+# directory, default ./.shoal), passed to `shoal up --listen/--home`.
+set -u
+SRC=$(cd "$(dirname "$0")/.." && pwd)
+BUILD=$(cd "${1:-build}" 2>/dev/null && pwd) || { echo "run: no build directory ${1:-build}" >&2; exit 1; }
+SHOAL="$BUILD/shoal"
+cd "$SRC" || exit 1
+
+LISTEN=${SHOAL_LISTEN:-127.0.0.1:8080}
+STATE=${SHOAL_HOME:-.shoal}
+host=${LISTEN%:*}
+port=${LISTEN##*:}
+case "$host" in
+0.0.0.0) host=127.0.0.1 ;;
+"[::]") host="[::1]" ;;
+esac
+export SHOAL_URL="http://$host:$port"
+
+for f in "$SHOAL" "$BUILD/shoal-controller" "$BUILD/shoal-worker" "$BUILD/shoal-runtime"; do
+    [ -x "$f" ] || { echo "run: $f is missing; run make first" >&2; exit 1; }
+done
+
+"$SHOAL" up --listen "$LISTEN" --home "$STATE" &
+pid=$!
+# Ctrl-C reaches `shoal up` directly too (same process group); forwarding makes sure it also
+# stops when only this script is signalled. `shoal up` stops its children once either way.
+trap 'kill -INT "$pid" 2>/dev/null' INT TERM
+
+# Wait for the API (shoal up gives up by itself after 10 s and exits).
+ready=0
+for _ in $(seq 1 150); do
+    if ! kill -0 "$pid" 2>/dev/null; then
+        break
+    fi
+    if "$SHOAL" ls >/dev/null 2>&1; then
+        ready=1
+        break
+    fi
+    sleep 0.1
+done
+if [ "$ready" -ne 1 ]; then
+    wait "$pid"
+    rc=$?
+    echo "run: the platform did not start (exit status $rc); see the messages above" >&2
+    exit $(( rc == 0 ? 1 : rc ))
+fi
+
+deploy() {
+    "$SHOAL" deploy "$1" "$2" || echo "run: could not deploy $1 (see above)" >&2
+}
+deploy hello "$BUILD/examples/hello.so"
+deploy upper examples/upper/upper.c
+deploy chain "$BUILD/examples/chain.so"
+deploy echo "$BUILD/examples/echo.so"
+
+if [ "$SHOAL_URL" = "http://127.0.0.1:8080" ]; then
+    api=localhost:8080
+    urlnote=""
+else
+    api=$SHOAL_URL
+    urlnote="  export SHOAL_URL=$SHOAL_URL
+"
+fi
+cat <<TRY
+
+Shoal is running with hello, upper, chain and echo deployed. Try, in another terminal:
+
+  cd $SRC
+  export PATH=$BUILD:\$PATH
+${urlnote}  cc -shared -fPIC -I include examples/hello/hello.c -o hello.so
+  shoal deploy hello hello.so            # or: curl -T hello.so $api/v1/functions/hello
+  shoal deploy upper examples/upper/upper.c   # C source is compiled by the platform
+  echo -n hi | shoal invoke hello        # or: curl --data-binary hi $api/v1/functions/hello/invoke
+  echo -n fish | shoal invoke chain      # shoal_call: upper, then hello
+  shoal ls ; shoal workers ; shoal rm hello
+
+Ctrl-C here stops the platform; its state stays in $STATE.
+TRY
+
+# Wait for `shoal up` to finish: a trapped Ctrl-C interrupts `wait`, so wait again until it has
+# gone, then once more for its exit status (bash keeps it).
+while kill -0 "$pid" 2>/dev/null; do
+    wait "$pid"
+done
+wait "$pid"
+exit $?
