@@ -38,7 +38,8 @@ typedef enum {
     /* worker -> controller, first frame. meta {"node","slots","pid","protocol":1}. */
     SHOAL_FRAME_HELLO = 1,
     /* controller -> worker, answer to HELLO. meta {"worker_id", "functions":[fn...]}: the whole
-     * current function table. */
+     * current function table. Optional "max_body": the controller's largest input/output in
+     * bytes (default 67108864); the worker sizes new instances' data areas for it. */
     SHOAL_FRAME_WELCOME = 2,
     /* controller -> worker: a function was deployed or updated (meta = fn) or deleted (meta
      * {"name","deleted":true}). id is a sequence number the worker echoes in FUNC_ACK once its
@@ -48,7 +49,9 @@ typedef enum {
     SHOAL_FRAME_FUNC_ACK = 4,
     /* controller -> worker: run one invocation. id = dispatch id chosen by the controller.
      * meta {"fn":fn, "invocation_id", "timeout_ms" (time left), "depth" (shoal_call nesting),
-     * "meta":{"method","path","query","header:<name>":value...}}; data = the input. */
+     * "meta":{"method","path","query","header:<name>":value...}}; data = the input. Every string
+     * in "meta" reaches the function's shoal_meta (header names are lower-cased); the worker
+     * adds "invocation_id" and "function". */
     SHOAL_FRAME_INVOKE = 5,
     /* worker -> controller: how an INVOKE ended. id = the INVOKE's id.
      * meta {"ok":bool, "status":int (set by the function, optional), "headers":{name:value},

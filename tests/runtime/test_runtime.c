@@ -1,0 +1,459 @@
+/* Tests runtime/: the shoal.h API as a function sees it, driven through a real channel with this
+ * test playing the worker: input, output (in place, replaced, too large), errors, logs and their
+ * limits, request meta, response meta validation, shoal_call (result and error), the size-1
+ * collectives, and the sandbox steps in a child process. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "runtime/runtime.h"
+#include "runtime/sandbox.h"
+
+#define BODY (1u << 20)
+
+static shoal_channel_t W, I; /* the worker's and the instance's views */
+static shoal_rt_ctx *CTX;
+static int SV[2];
+static uint8_t upbuf[SHOAL_CHANNEL_UP_CAP];
+static char logs[1 << 18];
+static size_t logs_len;
+static uint64_t seq;
+
+static int setup(void **state)
+{
+    (void)state;
+    if (shoal_channel_create(&W, BODY) < 0 || shoal_channel_open(&I, dup(W.fd)) < 0)
+        return -1;
+    if (socketpair(AF_UNIX, SOCK_SEQPACKET, 0, SV) < 0)
+        return -1;
+    fcntl(SV[0], F_SETFL, O_NONBLOCK);
+    CTX = malloc(sizeof(*CTX));
+    shoal_rt_init(CTX, &I, SV[1]);
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    shoal_rt_reset(CTX);
+    free(CTX);
+    shoal_channel_close(&I);
+    shoal_channel_close(&W);
+    close(SV[0]);
+    close(SV[1]);
+    return 0;
+}
+
+/* Runs fn on input with meta blob; returns its DONE (decoded; pointers into upbuf). */
+static shoal_up_msg_t run(shoal_main_fn fn, const void *in, size_t len, const char *meta,
+                          size_t meta_len)
+{
+    shoal_msg_invoke_t inv = {.seq = ++seq, .input_len = len, .meta_len = (uint32_t)meta_len};
+    shoal_ring_rec_t rec;
+    shoal_up_msg_t m;
+    int r;
+
+    if (len > 0)
+        memcpy(W.in, in, len);
+    if (meta_len > 0)
+        memcpy(W.meta, meta, meta_len);
+    logs_len = 0;
+    assert_int_equal(shoal_rt_run(CTX, fn, &inv), 0);
+    for (;;) {
+        r = shoal_channel_recv(&W, &rec, upbuf, sizeof(upbuf));
+        assert_int_equal(r, 1);
+        assert_int_equal(shoal_channel_decode_up(&W.lay, rec.type, upbuf, rec.len, &m), 0);
+        if (m.type == SHOAL_MSG_DONE)
+            break;
+        assert_int_equal(m.type, SHOAL_MSG_LOG);
+        assert_int_equal(m.u.log.seq, seq);
+        memcpy(logs + logs_len, m.u.log.text, m.u.log.len);
+        logs_len += m.u.log.len;
+        logs[logs_len++] = '\n';
+    }
+    assert_int_equal(m.u.done.m.seq, seq);
+    assert_int_equal(shoal_channel_recv(&W, &rec, upbuf + 65536, 1024), 0);
+    return m;
+}
+
+static int fn_echo(shoal_ctx *c)
+{
+    shoal_buf in = shoal_input(c);
+    return shoal_output(c, in.data, in.len);
+}
+
+static int fn_replace(shoal_ctx *c)
+{
+    char *o = shoal_output_alloc(c, 10);
+    memcpy(o, "0123456789", 10);
+    /* Output from the output area itself, shorter: replaces. */
+    assert_int_equal(shoal_output(c, o + 5, 3), 0);
+    return 0;
+}
+
+static int fn_too_large(shoal_ctx *c)
+{
+    assert_null(shoal_output_alloc(c, BODY + 1));
+    assert_int_equal(shoal_output(c, "x", BODY + 1), -EFBIG);
+    return 0;
+}
+
+static int fn_too_large_then_fits(shoal_ctx *c)
+{
+    assert_null(shoal_output_alloc(c, BODY + 1));
+    return shoal_output(c, "ok", 2);
+}
+
+static int fn_error(shoal_ctx *c)
+{
+    shoal_output(c, "ignored", 7);
+    return shoal_error(c, "failed: %s=%d", "x", 7);
+}
+
+static int fn_long_error(shoal_ctx *c)
+{
+    static char big[10000];
+    memset(big, 'e', sizeof(big) - 1);
+    return shoal_error(c, "%s", big);
+}
+
+static int fn_return7(shoal_ctx *c)
+{
+    (void)c;
+    return 7;
+}
+
+static void test_io(void **state)
+{
+    shoal_up_msg_t m;
+    (void)state;
+
+    m = run(fn_echo, "hello", 5, NULL, 0);
+    assert_int_equal(m.u.done.m.rc, 0);
+    assert_int_equal(m.u.done.m.out_len, 5);
+    assert_memory_equal(W.out, "hello", 5);
+    assert_int_equal(m.u.done.m.flags, 0);
+    assert_int_equal(m.u.done.m.err_len, 0);
+
+    m = run(fn_replace, NULL, 0, NULL, 0);
+    assert_int_equal(m.u.done.m.out_len, 3);
+    assert_memory_equal(W.out, "567", 3);
+    assert_true(m.u.done.m.out_hw >= 10);
+
+    m = run(fn_too_large, NULL, 0, NULL, 0);
+    assert_int_equal(m.u.done.m.flags, SHOAL_DONE_TOO_LARGE);
+    assert_int_equal(m.u.done.m.out_len, BODY + 1);
+    m = run(fn_too_large_then_fits, NULL, 0, NULL, 0);
+    assert_int_equal(m.u.done.m.flags, 0);
+    assert_int_equal(m.u.done.m.out_len, 2);
+
+    m = run(fn_error, NULL, 0, NULL, 0);
+    assert_int_equal(m.u.done.m.rc, -1);
+    assert_int_equal(m.u.done.m.err_len, strlen("failed: x=7"));
+    assert_memory_equal(m.u.done.err, "failed: x=7", m.u.done.m.err_len);
+    m = run(fn_long_error, NULL, 0, NULL, 0);
+    assert_int_equal(m.u.done.m.err_len, SHOAL_CHANNEL_ERR_MAX - 1);
+    m = run(fn_return7, NULL, 0, NULL, 0);
+    assert_int_equal(m.u.done.m.rc, 7);
+    assert_int_equal(m.u.done.m.err_len, 0); /* no stale message from an earlier invocation */
+}
+
+static int fn_meta(shoal_ctx *c)
+{
+    assert_string_equal(shoal_meta(c, "method"), "GET");
+    assert_string_equal(shoal_meta(c, "header:x-a"), "1");
+    assert_string_equal(shoal_meta(c, "header:X-A"), "1");
+    assert_string_equal(shoal_meta(c, "invocation_id"), "abc");
+    assert_null(shoal_meta(c, "path"));
+    assert_null(shoal_meta(c, NULL));
+    /* Response meta. */
+    assert_int_equal(shoal_set_meta(c, "status", "99"), -EINVAL);
+    assert_int_equal(shoal_set_meta(c, "status", "600"), -EINVAL);
+    assert_int_equal(shoal_set_meta(c, "status", "20x"), -EINVAL);
+    assert_int_equal(shoal_set_meta(c, "status", NULL), -EINVAL);
+    assert_int_equal(shoal_set_meta(c, "status", "404"), 0);
+    assert_int_equal(shoal_set_meta(c, "header:Content-Type", "text/plain"), 0);
+    assert_int_equal(shoal_set_meta(c, "header:content-type", "text/html"), 0); /* replaces */
+    assert_int_equal(shoal_set_meta(c, "header:x-gone", "1"), 0);
+    assert_int_equal(shoal_set_meta(c, "header:x-gone", NULL), 0); /* removes */
+    assert_int_equal(shoal_set_meta(c, "header:x-inject", "a\r\nset-cookie: b"), -EINVAL);
+    assert_int_equal(shoal_set_meta(c, "header:bad name", "v"), -EINVAL);
+    assert_int_equal(shoal_set_meta(c, "header:", "v"), -EINVAL);
+    assert_int_equal(shoal_set_meta(c, "header:Content-Length", "5"), -EINVAL);
+    assert_int_equal(shoal_set_meta(c, "header:transfer-encoding", "chunked"), -EINVAL);
+    assert_int_equal(shoal_set_meta(c, "method", "x"), -EINVAL);
+    assert_int_equal(shoal_set_meta(c, NULL, "x"), -EINVAL);
+    return 0;
+}
+
+static int fn_status_then_fail(shoal_ctx *c)
+{
+    shoal_set_meta(c, "status", "201");
+    shoal_set_meta(c, "header:x-a", "1");
+    return 1;
+}
+
+static int fn_many_headers(shoal_ctx *c)
+{
+    char name[32];
+    int i;
+    for (i = 0; i < (int)SHOAL_CHANNEL_HDRS_COUNT; i++) {
+        snprintf(name, sizeof(name), "header:x-%d", i);
+        assert_int_equal(shoal_set_meta(c, name, "v"), 0);
+    }
+    assert_int_equal(shoal_set_meta(c, "header:x-one-more", "v"), -ENOSPC);
+    return 0;
+}
+
+static void test_meta(void **state)
+{
+    static const char meta[] = "method\0GET\0header:x-a\0"
+                               "1\0invocation_id\0abc\0";
+    shoal_up_msg_t m;
+    const char *k, *v;
+    size_t off = 0;
+    (void)state;
+
+    m = run(fn_meta, NULL, 0, meta, sizeof(meta) - 1);
+    assert_int_equal(m.u.done.m.rc, 0);
+    assert_int_equal(m.u.done.m.status, 404);
+    assert_int_equal(shoal_kv_next(m.u.done.hdrs, m.u.done.m.hdr_len, &off, &k, &v), 1);
+    assert_string_equal(k, "header:content-type");
+    assert_string_equal(v, "text/html");
+    assert_int_equal(shoal_kv_next(m.u.done.hdrs, m.u.done.m.hdr_len, &off, &k, &v), 0);
+    /* A failed invocation carries no status or headers. */
+    m = run(fn_status_then_fail, NULL, 0, NULL, 0);
+    assert_int_equal(m.u.done.m.status, 0);
+    assert_int_equal(m.u.done.m.hdr_len, 0);
+    m = run(fn_many_headers, NULL, 0, NULL, 0);
+    assert_int_equal(m.u.done.m.rc, 0);
+    /* Each invocation starts without the previous one's headers. */
+    m = run(fn_echo, NULL, 0, NULL, 0);
+    assert_int_equal(m.u.done.m.hdr_len, 0);
+    assert_int_equal(m.u.done.m.status, 0);
+}
+
+static int fn_log(shoal_ctx *c)
+{
+    static char big[100000];
+    shoal_log(c, "line %d", 1);
+    shoal_log(c, "two\nparts");
+    memset(big, 'l', sizeof(big) - 1);
+    shoal_log(c, "%s", big);
+    return 0;
+}
+
+static int fn_log_cap(shoal_ctx *c)
+{
+    c->log_bytes = SHOAL_CHANNEL_LOG_TOTAL_MAX - 4;
+    shoal_log(c, "fits");
+    shoal_log(c, "over");
+    shoal_log(c, "dropped");
+    return 0;
+}
+
+static void test_log(void **state)
+{
+    (void)state;
+    run(fn_log, NULL, 0, NULL, 0);
+    assert_true(logs_len > 16);
+    assert_memory_equal(logs, "line 1\ntwo\nparts\n", 17);
+    /* The long line is cut at 64 KiB. */
+    assert_int_equal(logs_len, 17 + SHOAL_CHANNEL_LOG_LINE_MAX + 1);
+    run(fn_log_cap, NULL, 0, NULL, 0);
+    logs[logs_len] = 0;
+    assert_non_null(strstr(logs, "fits\n"));
+    assert_non_null(strstr(logs, "log limit"));
+    assert_null(strstr(logs, "dropped"));
+}
+
+static int call_rc;
+static shoal_buf call_out;
+
+static int fn_call(shoal_ctx *c)
+{
+    shoal_buf in = shoal_input(c);
+    call_rc = shoal_call(c, "callee", in.data, in.len, &call_out);
+    if (call_rc == 0)
+        return shoal_output(c, call_out.data, call_out.len);
+    return 0;
+}
+
+static int fn_call_bad(shoal_ctx *c)
+{
+    shoal_buf out;
+    assert_int_equal(shoal_call(c, "Bad Name", "x", 1, &out), -EINVAL);
+    assert_int_equal(shoal_call(c, "ok", "x", 1, NULL), -EINVAL);
+    assert_int_equal(shoal_call(c, "ok", NULL, 1, &out), -EINVAL);
+    assert_int_equal(shoal_call(c, "ok", "x", (size_t)BODY + 1, &out), -EFBIG);
+    return 0;
+}
+
+/* Queues the worker's answer to the next CALL before the function makes it. */
+static void queue_call_done(int err, const char *msg, const char *result, size_t in_len)
+{
+    shoal_msg_call_done_t d = {.seq = CTX->call_seq + 1, .err = err};
+    struct iovec iov[2] = {{&d, sizeof(d)}, {(void *)msg, msg ? strlen(msg) : 0}};
+
+    d.out_off = (in_len + 63) & ~(uint64_t)63;
+    d.err_len = (uint32_t)iov[1].iov_len;
+    if (result != NULL) {
+        d.out_len = strlen(result);
+        memcpy(W.call + d.out_off, result, d.out_len);
+    }
+    assert_int_equal(shoal_channel_send(&W, SHOAL_MSG_CALL_DONE, iov, 2), 0);
+}
+
+static void test_call(void **state)
+{
+    shoal_ring_rec_t rec;
+    shoal_up_msg_t m, c;
+    uint8_t buf[512];
+    (void)state;
+
+    queue_call_done(0, NULL, "result!", 5);
+    memcpy(W.in, "input", 5);
+    {
+        shoal_msg_invoke_t inv = {.seq = ++seq, .input_len = 5};
+        assert_int_equal(shoal_rt_run(CTX, fn_call, &inv), 0);
+    }
+    /* The CALL record, then the DONE. */
+    assert_int_equal(shoal_channel_recv(&W, &rec, buf, sizeof(buf)), 1);
+    assert_int_equal(shoal_channel_decode_up(&W.lay, rec.type, buf, rec.len, &c), 0);
+    assert_int_equal(c.type, SHOAL_MSG_CALL);
+    assert_string_equal(c.u.call.name, "callee");
+    assert_int_equal(c.u.call.m.in_len, 5);
+    assert_memory_equal(W.call + c.u.call.m.in_off, "input", 5);
+    assert_true(c.u.call.m.out_off >= c.u.call.m.in_off + 5);
+    assert_int_equal(shoal_channel_recv(&W, &rec, upbuf, sizeof(upbuf)), 1);
+    assert_int_equal(shoal_channel_decode_up(&W.lay, rec.type, upbuf, rec.len, &m), 0);
+    assert_int_equal(m.type, SHOAL_MSG_DONE);
+    assert_int_equal(call_rc, 0);
+    assert_int_equal(m.u.done.m.out_len, 7);
+    assert_memory_equal(W.out, "result!", 7);
+    assert_true(m.u.done.m.call_hw >= c.u.call.m.out_off + 7);
+
+    /* A failed callee: its errno and message. */
+    queue_call_done(-ETIMEDOUT, "function exceeded its timeout of 5 ms", NULL, 2);
+    memcpy(W.in, "in", 2);
+    {
+        shoal_msg_invoke_t inv = {.seq = ++seq, .input_len = 2};
+        assert_int_equal(shoal_rt_run(CTX, fn_call, &inv), 0);
+    }
+    assert_int_equal(call_rc, -ETIMEDOUT);
+    assert_int_equal(call_out.len, strlen("function exceeded its timeout of 5 ms"));
+    assert_memory_equal(call_out.data, "function exceeded its timeout of 5 ms", call_out.len);
+    while (shoal_channel_recv(&W, &rec, upbuf, sizeof(upbuf)) == 1)
+        ;
+    run(fn_call_bad, NULL, 0, NULL, 0);
+}
+
+static int fn_group(shoal_ctx *c)
+{
+    shoal_buf b, parts[1], recv[1];
+    int32_t in[3] = {1, 2, 3}, out[3] = {0};
+
+    assert_int_equal(shoal_rank(c), 0);
+    assert_int_equal(shoal_size(c), 1);
+    assert_int_equal(shoal_barrier(c), 0);
+    assert_int_equal(shoal_call_group(c, "x", 2, "a", 1, &b), -ENOSYS);
+    assert_int_equal(shoal_send(c, 1, "a", 1), -EINVAL);
+    assert_int_equal(shoal_recv(c, 1, &b), -EINVAL);
+    assert_int_equal(shoal_recv(c, 0, &b), -EDEADLK);
+    assert_int_equal(shoal_send(c, 0, "first", 5), 0);
+    assert_int_equal(shoal_send(c, 0, "second", 6), 0);
+    assert_int_equal(shoal_recv(c, 0, &b), 0);
+    assert_int_equal(b.len, 5);
+    assert_memory_equal(b.data, "first", 5);
+    assert_int_equal(shoal_recv(c, 0, &b), 0);
+    assert_memory_equal(b.data, "second", 6);
+    assert_int_equal(shoal_bcast(c, 0, "data", 4, &b), 0);
+    assert_memory_equal(b.data, "data", 4);
+    assert_int_equal(shoal_bcast(c, 1, "data", 4, &b), -EINVAL);
+    parts[0] = (shoal_buf){"part", 4};
+    assert_int_equal(shoal_scatter(c, 0, parts, &b), 0);
+    assert_memory_equal(b.data, "part", 4);
+    assert_int_equal(shoal_gather(c, 0, "g", 1, parts), 0);
+    assert_memory_equal(parts[0].data, "g", 1);
+    assert_int_equal(shoal_reduce(c, 0, in, out, 3, SHOAL_INT32, SHOAL_SUM), 0);
+    assert_memory_equal(out, in, sizeof(in));
+    assert_int_equal(shoal_reduce(c, 0, in, out, 3, (shoal_dtype)99, SHOAL_SUM), -EINVAL);
+    assert_int_equal(shoal_reduce(c, 0, in, out, 3, SHOAL_INT32, (shoal_op)99), -EINVAL);
+    assert_int_equal(shoal_allreduce(c, out, out, 3, SHOAL_DOUBLE, SHOAL_MAX), 0);
+    assert_int_equal(shoal_shuffle(c, parts, recv), 0);
+    assert_memory_equal(recv[0].data, "g", 1);
+    /* Left queued: freed when the invocation ends (LeakSanitizer checks). */
+    assert_int_equal(shoal_send(c, 0, "leftover", 8), 0);
+    return 0;
+}
+
+static void test_group(void **state)
+{
+    shoal_up_msg_t m;
+    (void)state;
+    m = run(fn_group, NULL, 0, NULL, 0);
+    assert_int_equal(m.u.done.m.rc, 0);
+}
+
+static void test_sandbox(void **state)
+{
+    int fds[2], keep[1], status;
+    pid_t pid;
+    (void)state;
+
+    assert_int_equal(pipe(fds), 0);
+    keep[0] = fds[1];
+    pid = fork();
+    if (pid == 0) {
+        struct rlimit rl;
+        shoal_sandbox_limits_t lim = {.memory_mb = 64, .channel_size = 1 << 20};
+        if (shoal_sandbox_stem_init(getppid() + 100000, keep, 1) != -ESRCH)
+            _exit(10);
+        if (shoal_sandbox_stem_init(getppid(), keep, 1) != 0)
+            _exit(11);
+        if (fcntl(fds[0], F_GETFD) != -1 || fcntl(fds[1], F_GETFD) == -1)
+            _exit(12); /* closed all but the kept one */
+        if (getrlimit(RLIMIT_NOFILE, &rl) < 0 || rl.rlim_max != SHOAL_SANDBOX_NOFILE)
+            _exit(13);
+        if (getrlimit(RLIMIT_CORE, &rl) < 0 || rl.rlim_max != 0)
+            _exit(14);
+        if (prctl(PR_GET_NO_NEW_PRIVS, 0, 0, 0, 0) != 1)
+            _exit(15);
+        if (shoal_sandbox_lockdown(&lim) != 0)
+            _exit(16);
+        getrlimit(RLIMIT_AS, &rl);
+        if (!shoal_sandbox_asan() &&
+            rl.rlim_max != (64ull << 20) + (1 << 20) + SHOAL_SANDBOX_AS_BASE)
+            _exit(17);
+        if (shoal_sandbox_asan() && rl.rlim_max != RLIM_INFINITY)
+            _exit(18);
+        _exit(0);
+    }
+    close(fds[0]);
+    close(fds[1]);
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFEXITED(status));
+    assert_int_equal(WEXITSTATUS(status), 0);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_io),   cmocka_unit_test(test_meta),  cmocka_unit_test(test_log),
+        cmocka_unit_test(test_call), cmocka_unit_test(test_group), cmocka_unit_test(test_sandbox),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}

@@ -1,0 +1,155 @@
+/*
+ * shoal-worker - the node agent. Parses flags and runs the worker (worker.h).
+ */
+#include <getopt.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "common/trace.h"
+#include "common/util.h"
+#include "worker/worker.h"
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+            "usage: shoal-worker [--controller ADDR:PORT] [--node NAME] [--slots N] [--home DIR]\n"
+            "                    [--stems N] [--keep-alive-ms MS] [--runtime PATH]\n"
+            "Runs functions for a Shoal controller on this node.\n"
+            "  --controller ADDR:PORT  controller's worker port (default 127.0.0.1:8081)\n"
+            "  --node NAME             this node's name (default: the host name)\n"
+            "  --slots N               most instances at once, warm or busy (default 64)\n"
+            "  --home DIR              state; artifacts cached in DIR/artifacts\n"
+            "                          (default ./.shoal/worker-NODE)\n"
+            "  --stems N               idle sandboxes forked ahead of demand (default 2)\n"
+            "  --keep-alive-ms MS      an idle warm instance retires after MS (default 60000)\n"
+            "  --runtime PATH          the shoal-runtime binary (default: beside this one)\n");
+}
+
+static int parse_num(const char *flag, const char *s, uint64_t min, uint64_t max, uint64_t *out)
+{
+    if (shoal_util_parse_u64(s, strlen(s), min, max, out) < 0) {
+        fprintf(stderr, "shoal-worker: %s must be a number in %llu..%llu\n", flag,
+                (unsigned long long)min, (unsigned long long)max);
+        return -1;
+    }
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    static const struct option opts[] = {{"controller", required_argument, NULL, 'c'},
+                                         {"node", required_argument, NULL, 'n'},
+                                         {"slots", required_argument, NULL, 's'},
+                                         {"home", required_argument, NULL, 'H'},
+                                         {"stems", required_argument, NULL, 'S'},
+                                         {"keep-alive-ms", required_argument, NULL, 'k'},
+                                         {"runtime", required_argument, NULL, 'r'},
+                                         {"help", no_argument, NULL, 'h'},
+                                         {NULL, 0, NULL, 0}};
+    shoal_worker_config_t cfg;
+    char dir[PATH_MAX];
+    uint64_t v;
+    int c;
+
+    memset(&cfg, 0, sizeof(cfg));
+    snprintf(cfg.controller, sizeof(cfg.controller), "127.0.0.1:8081");
+    cfg.slots = 64;
+    cfg.stems = 2;
+    cfg.keep_alive_ms = 60000;
+    opterr = 0;
+    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+        switch (c) {
+        case 'c':
+            if (strlen(optarg) >= sizeof(cfg.controller) || strchr(optarg, ':') == NULL) {
+                fprintf(stderr, "shoal-worker: --controller wants ADDR:PORT\n");
+                return 2;
+            }
+            snprintf(cfg.controller, sizeof(cfg.controller), "%s", optarg);
+            break;
+        case 'n':
+            if (!shoal_util_name_valid(optarg)) {
+                fprintf(stderr, "shoal-worker: --node must match [a-z0-9][a-z0-9_-]{0,62}\n");
+                return 2;
+            }
+            snprintf(cfg.node, sizeof(cfg.node), "%s", optarg);
+            break;
+        case 's':
+            if (parse_num("--slots", optarg, 1, 4096, &v) < 0)
+                return 2;
+            cfg.slots = (unsigned)v;
+            break;
+        case 'H':
+            if (strlen(optarg) >= sizeof(cfg.home) - 64) {
+                fprintf(stderr, "shoal-worker: --home is too long\n");
+                return 2;
+            }
+            snprintf(cfg.home, sizeof(cfg.home), "%s", optarg);
+            break;
+        case 'S':
+            if (parse_num("--stems", optarg, 0, 256, &v) < 0)
+                return 2;
+            cfg.stems = (unsigned)v;
+            break;
+        case 'k':
+            if (parse_num("--keep-alive-ms", optarg, 0, 86400000ull * 365, &v) < 0)
+                return 2;
+            cfg.keep_alive_ms = v;
+            break;
+        case 'r':
+            if (strlen(optarg) >= sizeof(cfg.runtime)) {
+                fprintf(stderr, "shoal-worker: --runtime is too long\n");
+                return 2;
+            }
+            snprintf(cfg.runtime, sizeof(cfg.runtime), "%s", optarg);
+            break;
+        case 'h':
+            usage(stdout);
+            return 0;
+        default:
+            fprintf(stderr, "shoal-worker: unknown or incomplete option '%s'\n", argv[optind - 1]);
+            usage(stderr);
+            return 2;
+        }
+    }
+    if (optind < argc) {
+        fprintf(stderr, "shoal-worker: unexpected argument '%s'\n", argv[optind]);
+        usage(stderr);
+        return 2;
+    }
+    if (cfg.node[0] == '\0') {
+        char host[256];
+        size_t i, n = 0;
+        if (gethostname(host, sizeof(host)) < 0)
+            snprintf(host, sizeof(host), "node");
+        host[sizeof(host) - 1] = '\0';
+        /* The host name made into a valid node name. */
+        for (i = 0; host[i] != '\0' && n < SHOAL_NAME_MAX; i++) {
+            char ch = host[i];
+            if (ch >= 'A' && ch <= 'Z')
+                ch = (char)(ch - 'A' + 'a');
+            if ((ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') ||
+                (n > 0 && (ch == '-' || ch == '_')))
+                cfg.node[n++] = ch;
+            else if (n > 0 && ch == '.')
+                break;
+        }
+        if (n == 0)
+            snprintf(cfg.node, sizeof(cfg.node), "node");
+    }
+    if (cfg.home[0] == '\0')
+        snprintf(cfg.home, sizeof(cfg.home), "./.shoal/worker-%s", cfg.node);
+    if (cfg.runtime[0] == '\0') {
+        if (shoal_util_exe_dir(dir, sizeof(dir)) < 0) {
+            fprintf(stderr, "shoal-worker: cannot find my own directory; pass --runtime\n");
+            return 2;
+        }
+        if (snprintf(cfg.runtime, sizeof(cfg.runtime), "%s/shoal-runtime", dir) >=
+            (int)sizeof(cfg.runtime))
+            return 2;
+    }
+    shoal_trace_init("shoal-worker");
+    return shoal_worker_run(&cfg);
+}
