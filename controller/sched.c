@@ -1,0 +1,1699 @@
+/*
+ * sched - see sched.h for the protocol, placement and deadline rules.
+ *
+ * Data structures:
+ *   worker_t     one per connection (ready after HELLO), in s->workers.
+ *   placement_t  one per (function, worker) pair that has work in flight or warm instances;
+ *                linked into both the function's list (fnent->sched) and the worker's list.
+ *   shoal_inv    pooled invocation records; s->invs[index] never moves, a freed record keeps
+ *                its timer and buffers for the next invocation. A dispatch id is
+ *                (generation << 20 | index); the 12-bit generation changes on every reuse and
+ *                a RESULT must also come from the worker the record is dispatched to, so a late
+ *                RESULT for a finished invocation does not match its slot's next occupant.
+ *   the queue    a doubly linked FIFO of QUEUED invocations; a DISPATCHED invocation is linked
+ *                into its worker's in-flight list instead (same link fields).
+ *
+ * Re-entrancy: completing an invocation calls its owner's callback, which may answer HTTP but
+ * never calls back into the scheduler except shoal_sched_invoke/cancel of other invocations;
+ * closing a worker happens synchronously (conn.h calls on_close at once), so every loop over
+ * workers that may close one restarts or saves its next pointer first.
+ */
+#include "sched.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/trace.h"
+#include "controller/conn.h"
+#include "transport/frame.h"
+
+#define INV_INDEX_BITS 20
+#define INV_INDEX_MASK ((1u << INV_INDEX_BITS) - 1)
+#define INV_MAX (1u << INV_INDEX_BITS)
+#define MAX_POOLS 4096
+#define MAX_FETCHES 4
+/* A worker with this much unsent data is not given more work until it catches up. */
+#define BACKLOG_MAX (64u << 20)
+#define SLOTS_MAX 65536
+/* How often one invocation may be put back in the queue after a worker refused it as overloaded. */
+#define MAX_REQUEUES 16
+/* Worker connections (ready or not) beyond this are refused: each costs a 64 KiB read buffer. */
+#define MAX_CONNS 1024
+
+typedef struct worker worker_t;
+typedef struct placement placement_t;
+
+struct placement {
+    shoal_fnent_t *fn;
+    worker_t *w;
+    uint32_t busy; /* our invocations of fn in flight on w */
+    uint32_t warm; /* warm instances of fn's current version at w's last STATUS */
+    uint32_t seen; /* STATUS sequence that last mentioned it */
+    placement_t *fn_prev, *fn_next;
+    placement_t *w_prev, *w_next;
+};
+
+typedef struct {
+    char function[SHOAL_NAME_MAX + 1];
+    uint64_t version;
+    uint32_t warm, idle, busy;
+} pool_t;
+
+struct worker {
+    shoal_sched_t *s;
+    shoal_conn_t *conn; /* NULL once closed */
+    uint32_t id;        /* assigned at HELLO; 0 before */
+    int ready;
+    char node[SHOAL_NAME_MAX + 1];
+    int64_t pid;
+    uint32_t slots;
+    uint32_t busy;          /* our invocations in flight here */
+    uint32_t reported_busy; /* from STATUS */
+    uint32_t stems;
+    uint64_t connected_ms; /* wall clock */
+    uint64_t func_acked;   /* highest FUNC sequence acknowledged (WELCOME counts as all) */
+    uint32_t status_seq;
+    int saturated; /* refused work as overloaded; no more until it answers or reports */
+    unsigned fetches;
+    pool_t *pools;
+    size_t npools;
+    placement_t *placements;
+    shoal_inv_t *inflight;
+    worker_t *prev, *next;
+};
+
+enum { INV_FREE, INV_QUEUED, INV_DISPATCHED };
+
+struct shoal_inv {
+    shoal_sched_t *s;
+    uint32_t index, gen;
+    int state;
+    shoal_fnent_t *fn;
+    char id[33];
+    shoal_json_t meta;
+    const void *input; /* kept until the end, for a retry after an overloaded worker refused */
+    size_t input_len;
+    void *input_owned; /* input copied from a CALL frame */
+    uint32_t requeues;
+    uint32_t depth;
+    uint32_t timeout_ms;
+    uint64_t deadline;    /* loop ms */
+    uint64_t nw_deadline; /* loop ms when waiting for any worker ends; 0 if not waiting */
+    shoal_inv_cb cb;
+    void *opaque;
+    uint32_t call_worker; /* a CALL's origin: worker id and frame id; 0 for HTTP */
+    uint32_t call_id;
+    worker_t *w;
+    placement_t *pl;
+    shoal_inv_t *prev, *next;
+    uv_timer_t timer;
+};
+
+struct shoal_sched_pub {
+    shoal_sched_t *s;
+    uint64_t seq;
+    uint64_t deadline;
+    shoal_sched_pub_cb cb;
+    void *opaque;
+    shoal_sched_pub_t *prev, *next;
+};
+
+typedef struct {
+    uv_work_t work;
+    shoal_sched_t *s;
+    uint32_t worker_id;
+    uint32_t frame_id;
+    char sha[65];
+    void *data;
+    size_t len;
+    int err;
+} fetch_t;
+
+struct shoal_sched {
+    uv_loop_t *loop;
+    shoal_sched_opts_t o;
+    shoal_fntable_t *fns;
+    shoal_api_idgen_t idgen;
+    uv_tcp_t listener;
+    int listening;
+    uv_timer_t heartbeat; /* every second: silent workers */
+    uv_timer_t ack_timer; /* the oldest pending publish's deadline */
+    int open_handles;     /* listener, timers, inv timers: closed at shutdown */
+    unsigned conns;       /* worker connections not yet released */
+    unsigned fetches;     /* artifact reads on the thread pool */
+    worker_t *workers;
+    uint32_t nready;
+    uint32_t next_worker_id;
+    uint64_t func_seq;
+    shoal_inv_t **invs;
+    uint32_t ninvs, invs_cap;
+    uint32_t *free_idx;
+    uint32_t nfree;
+    shoal_inv_t *qhead, *qtail;
+    uint32_t queued;
+    uint32_t inflight;
+    shoal_sched_pub_t *pubs, *pubs_tail;
+    uint64_t results[SHOAL_API_ERR_COUNT];
+    int draining;
+    int shutdown;
+    shoal_json_t scratch; /* frame metas built on the loop thread */
+    shoal_conn_cbs_t conn_cbs;
+};
+
+static void drain(shoal_sched_t *s);
+static void check_pubs(shoal_sched_t *s);
+static void inv_timer_cb(uv_timer_t *t);
+static void ack_timer_cb(uv_timer_t *t);
+
+/* ---- small helpers ------------------------------------------------------------------------ */
+
+static uint64_t now_ms(const shoal_sched_t *s)
+{
+    return uv_now(s->loop);
+}
+
+static uint32_t opt_or(uint32_t v, uint32_t def)
+{
+    return v ? v : def;
+}
+
+static void handle_closed(uv_handle_t *h)
+{
+    shoal_sched_t *s = h->data;
+    s->open_handles--;
+}
+
+static void close_handle(shoal_sched_t *s, uv_handle_t *h)
+{
+    if (uv_is_closing(h))
+        return;
+    h->data = s;
+    uv_close(h, handle_closed);
+}
+
+/* ---- placements --------------------------------------------------------------------------- */
+
+static placement_t *placement_find(shoal_fnent_t *fn, const worker_t *w)
+{
+    for (placement_t *p = fn->sched; p; p = p->fn_next)
+        if (p->w == w)
+            return p;
+    return NULL;
+}
+
+static placement_t *placement_get(shoal_fnent_t *fn, worker_t *w)
+{
+    placement_t *p = placement_find(fn, w);
+
+    if (p != NULL)
+        return p;
+    if ((p = calloc(1, sizeof(*p))) == NULL)
+        return NULL;
+    p->fn = fn;
+    p->w = w;
+    p->fn_next = fn->sched;
+    if (p->fn_next)
+        p->fn_next->fn_prev = p;
+    fn->sched = p;
+    p->w_next = w->placements;
+    if (p->w_next)
+        p->w_next->w_prev = p;
+    w->placements = p;
+    return p;
+}
+
+static void placement_free(placement_t *p)
+{
+    if (p->fn_prev)
+        p->fn_prev->fn_next = p->fn_next;
+    else
+        p->fn->sched = p->fn_next;
+    if (p->fn_next)
+        p->fn_next->fn_prev = p->fn_prev;
+    if (p->w_prev)
+        p->w_prev->w_next = p->w_next;
+    else
+        p->w->placements = p->w_next;
+    if (p->w_next)
+        p->w_next->w_prev = p->w_prev;
+    free(p);
+}
+
+static void placement_maybe_free(placement_t *p)
+{
+    if (p->busy == 0 && p->warm == 0)
+        placement_free(p);
+}
+
+/* ---- invocation records ------------------------------------------------------------------- */
+
+static shoal_inv_t *inv_alloc(shoal_sched_t *s)
+{
+    shoal_inv_t *inv;
+
+    if (s->nfree > 0) {
+        inv = s->invs[s->free_idx[--s->nfree]];
+        return inv;
+    }
+    if (s->ninvs == INV_MAX)
+        return NULL;
+    if (s->ninvs == s->invs_cap) {
+        uint32_t cap = s->invs_cap ? s->invs_cap * 2 : 64;
+        shoal_inv_t **ni = realloc(s->invs, cap * sizeof(*ni));
+        if (ni == NULL)
+            return NULL;
+        s->invs = ni;
+        uint32_t *nf = realloc(s->free_idx, cap * sizeof(*nf));
+        if (nf == NULL)
+            return NULL;
+        s->free_idx = nf;
+        s->invs_cap = cap;
+    }
+    if ((inv = calloc(1, sizeof(*inv))) == NULL)
+        return NULL;
+    inv->s = s;
+    inv->index = s->ninvs;
+    shoal_json_init(&inv->meta);
+    uv_timer_init(s->loop, &inv->timer);
+    inv->timer.data = inv;
+    s->invs[s->ninvs++] = inv;
+    s->open_handles++;
+    return inv;
+}
+
+static void inv_release(shoal_inv_t *inv)
+{
+    shoal_sched_t *s = inv->s;
+
+    inv->state = INV_FREE;
+    inv->gen = (inv->gen + 1) & ((1u << (32 - INV_INDEX_BITS)) - 1);
+    inv->cb = NULL;
+    inv->opaque = NULL;
+    inv->fn = NULL;
+    inv->w = NULL;
+    inv->pl = NULL;
+    inv->input = NULL;
+    free(inv->input_owned);
+    inv->input_owned = NULL;
+    inv->call_worker = 0;
+    inv->requeues = 0;
+    shoal_json_trim(&inv->meta, 16384);
+    s->free_idx[s->nfree++] = inv->index;
+}
+
+static uint32_t dispatch_id(const shoal_inv_t *inv)
+{
+    return inv->gen << INV_INDEX_BITS | inv->index;
+}
+
+static shoal_inv_t *inv_by_dispatch_id(shoal_sched_t *s, uint32_t id, const worker_t *w)
+{
+    uint32_t idx = id & INV_INDEX_MASK;
+    shoal_inv_t *inv;
+
+    if (idx >= s->ninvs)
+        return NULL;
+    inv = s->invs[idx];
+    if (inv->state != INV_DISPATCHED || inv->w != w || dispatch_id(inv) != id)
+        return NULL;
+    return inv;
+}
+
+static void list_push(shoal_inv_t **head, shoal_inv_t **tail, shoal_inv_t *inv)
+{
+    inv->next = NULL;
+    inv->prev = tail ? *tail : NULL;
+    if (tail) {
+        if (*tail)
+            (*tail)->next = inv;
+        else
+            *head = inv;
+        *tail = inv;
+    } else {
+        inv->prev = NULL;
+        inv->next = *head;
+        if (*head)
+            (*head)->prev = inv;
+        *head = inv;
+    }
+}
+
+static void list_remove(shoal_inv_t **head, shoal_inv_t **tail, shoal_inv_t *inv)
+{
+    if (inv->prev)
+        inv->prev->next = inv->next;
+    else
+        *head = inv->next;
+    if (inv->next)
+        inv->next->prev = inv->prev;
+    else if (tail)
+        *tail = inv->prev;
+    inv->prev = inv->next = NULL;
+}
+
+/* Takes inv out of the queue or off its worker, undoing the accounting. */
+static void inv_detach(shoal_inv_t *inv)
+{
+    shoal_sched_t *s = inv->s;
+
+    if (inv->state == INV_QUEUED) {
+        list_remove(&s->qhead, &s->qtail, inv);
+        s->queued--;
+    } else if (inv->state == INV_DISPATCHED) {
+        worker_t *w = inv->w;
+        list_remove(&w->inflight, NULL, inv);
+        w->busy--;
+        inv->pl->busy--;
+        inv->fn->inflight--;
+        s->inflight--;
+        placement_maybe_free(inv->pl);
+    }
+    uv_timer_stop(&inv->timer);
+}
+
+/* ---- completion --------------------------------------------------------------------------- */
+
+static const char *kind_of(shoal_api_err_t code)
+{
+    switch (code) {
+    case SHOAL_API_FUNCTION_ERROR:
+        return "function";
+    case SHOAL_API_FUNCTION_CRASHED:
+        return "crash";
+    case SHOAL_API_TIMEOUT:
+        return "timeout";
+    case SHOAL_API_OVERLOADED:
+    case SHOAL_API_NO_WORKERS:
+    case SHOAL_API_SHUTTING_DOWN:
+        return "overload";
+    case SHOAL_API_NOT_FOUND:
+        return "not_found";
+    case SHOAL_API_TOO_LARGE:
+        return "too_large";
+    default:
+        return "internal";
+    }
+}
+
+static worker_t *worker_by_id(shoal_sched_t *s, uint32_t id)
+{
+    for (worker_t *w = s->workers; w; w = w->next)
+        if (w->id == id)
+            return w;
+    return NULL;
+}
+
+/* Answers a CALL: the worker's own RESULT meta and data verbatim, or our error as a RESULT-shaped
+ * meta. A caller that has gone away meanwhile gets nothing. */
+static void send_call_result(shoal_sched_t *s, uint32_t worker_id, uint32_t call_id,
+                             const shoal_inv_result_t *res)
+{
+    worker_t *w = worker_by_id(s, worker_id);
+    uv_buf_t meta;
+
+    if (w == NULL || w->conn == NULL)
+        return;
+    if (res->worker_meta != NULL) {
+        meta = uv_buf_init((char *)res->worker_meta, (unsigned)res->worker_meta_len);
+        shoal_conn_send(w->conn, SHOAL_FRAME_CALL_RESULT, call_id, &meta, 1, res->data, res->len,
+                        NULL);
+        return;
+    }
+    shoal_json_reset(&s->scratch);
+    shoal_json_lit(&s->scratch, "{\"ok\":false,\"kind\":");
+    shoal_json_cstr(&s->scratch, kind_of(res->code));
+    shoal_json_lit(&s->scratch, ",\"error\":");
+    shoal_json_str(&s->scratch, res->message ? res->message : "", res->message_len);
+    shoal_json_lit(&s->scratch, "}");
+    if (shoal_json_error(&s->scratch) < 0)
+        return;
+    meta = uv_buf_init(s->scratch.buf, (unsigned)s->scratch.len);
+    shoal_conn_send(w->conn, SHOAL_FRAME_CALL_RESULT, call_id, &meta, 1, NULL, 0, NULL);
+}
+
+/* Ends an invocation: detach, count, call back, recycle, and let queued work use the capacity. */
+static void complete(shoal_inv_t *inv, const shoal_inv_result_t *res)
+{
+    shoal_sched_t *s = inv->s;
+    shoal_inv_cb cb = inv->cb;
+    void *opaque = inv->opaque;
+    int was_dispatched = inv->state == INV_DISPATCHED;
+
+    inv_detach(inv);
+    s->results[res->code < SHOAL_API_ERR_COUNT ? res->code : SHOAL_API_INTERNAL]++;
+    if (inv->call_worker != 0)
+        send_call_result(s, inv->call_worker, inv->call_id, res);
+    else if (cb != NULL)
+        cb(opaque, res);
+    inv_release(inv);
+    if (was_dispatched)
+        drain(s);
+}
+
+static void fail(shoal_inv_t *inv, shoal_api_err_t code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void fail(shoal_inv_t *inv, shoal_api_err_t code, const char *fmt, ...)
+{
+    shoal_inv_result_t res;
+    char msg[256];
+    va_list ap;
+    int n;
+
+    va_start(ap, fmt);
+    n = vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    memset(&res, 0, sizeof(res));
+    res.code = code;
+    res.status = shoal_api_err_status(code);
+    res.message = msg;
+    res.message_len = n < 0 ? 0 : (size_t)n >= sizeof(msg) ? sizeof(msg) - 1 : (size_t)n;
+    complete(inv, &res);
+}
+
+/* ---- placement and dispatch --------------------------------------------------------------- */
+
+static int worker_usable(const worker_t *w)
+{
+    return w->ready && !w->saturated && w->conn != NULL && w->busy < w->slots &&
+           shoal_conn_queued(w->conn) < BACKLOG_MAX;
+}
+
+/* Chooses a worker for fn (see sched.h), or NULL. */
+static worker_t *place(shoal_sched_t *s, shoal_fnent_t *fn)
+{
+    worker_t *best = NULL;
+    uint32_t best_spare = 0;
+
+    for (placement_t *p = fn->sched; p; p = p->fn_next) {
+        if (p->warm > p->busy && p->busy < fn->fn.max_instances && worker_usable(p->w) &&
+            p->warm - p->busy > best_spare) {
+            best = p->w;
+            best_spare = p->warm - p->busy;
+        }
+    }
+    if (best != NULL)
+        return best;
+    for (worker_t *w = s->workers; w; w = w->next) {
+        if (!worker_usable(w))
+            continue;
+        placement_t *p = placement_find(fn, w);
+        if (p != NULL && p->busy >= fn->fn.max_instances)
+            continue;
+        /* busy/slots < best->busy/best->slots, without division */
+        if (best == NULL || (uint64_t)w->busy * best->slots < (uint64_t)best->busy * w->slots)
+            best = w;
+    }
+    return best;
+}
+
+static int any_capacity(const shoal_sched_t *s)
+{
+    for (const worker_t *w = s->workers; w; w = w->next)
+        if (worker_usable(w))
+            return 1;
+    return 0;
+}
+
+/* Sends INVOKE for inv to w. 0, or -errno with inv untouched. */
+static int dispatch(shoal_inv_t *inv, worker_t *w)
+{
+    shoal_sched_t *s = inv->s;
+    shoal_fnent_t *fn = inv->fn;
+    placement_t *pl;
+    uint64_t now = now_ms(s);
+    uint64_t left = inv->deadline > now ? inv->deadline - now : 1;
+    char mid[160];
+    int n, err;
+
+    if (fn->json.len == 0)
+        return -ENOMEM;
+    if ((pl = placement_get(fn, w)) == NULL)
+        return -ENOMEM;
+    n = snprintf(mid, sizeof(mid),
+                 ",\"invocation_id\":\"%s\",\"timeout_ms\":%llu,\"depth\":%u,\"meta\":", inv->id,
+                 (unsigned long long)left, inv->depth);
+    uv_buf_t meta[5] = {
+        uv_buf_init("{\"fn\":", 6),    uv_buf_init(fn->json.buf, (unsigned)fn->json.len),
+        uv_buf_init(mid, (unsigned)n), uv_buf_init(inv->meta.buf, (unsigned)inv->meta.len),
+        uv_buf_init("}", 1),
+    };
+    if ((err = shoal_conn_send(w->conn, SHOAL_FRAME_INVOKE, dispatch_id(inv), meta, 5, inv->input,
+                               inv->input_len, NULL)) < 0) {
+        placement_maybe_free(pl);
+        return err;
+    }
+    /* The frame holds its own copy of whatever it still needs; the input stays referenced only
+     * in case the worker refuses the invocation and it has to be sent again. */
+    inv->state = INV_DISPATCHED;
+    inv->w = w;
+    inv->pl = pl;
+    list_push(&w->inflight, NULL, inv);
+    w->busy++;
+    pl->busy++;
+    fn->inflight++;
+    s->inflight++;
+    uv_timer_start(&inv->timer, inv_timer_cb, left + opt_or(s->o.grace_ms, 2000), 0);
+    return 0;
+}
+
+/* Arms a queued invocation's timer for the earlier of its deadline and, while no worker is
+ * ready, the end of its wait for one. */
+static void arm_queued(shoal_inv_t *inv)
+{
+    uint64_t now = now_ms(inv->s), due = inv->deadline;
+
+    if (inv->nw_deadline != 0 && inv->nw_deadline < due)
+        due = inv->nw_deadline;
+    uv_timer_start(&inv->timer, inv_timer_cb, due > now ? due - now : 0, 0);
+}
+
+static void enqueue(shoal_inv_t *inv)
+{
+    shoal_sched_t *s = inv->s;
+
+    inv->state = INV_QUEUED;
+    inv->nw_deadline = s->nready == 0 ? now_ms(s) + opt_or(s->o.no_worker_wait_ms, 5000) : 0;
+    list_push(&s->qhead, &s->qtail, inv);
+    s->queued++;
+    arm_queued(inv);
+}
+
+/* Puts an invocation a worker refused as overloaded back at the head of the queue: it never
+ * started, and it keeps its place ahead of newer work. */
+static void requeue(shoal_inv_t *inv)
+{
+    shoal_sched_t *s = inv->s;
+
+    inv->requeues++;
+    inv_detach(inv);
+    inv->state = INV_QUEUED;
+    inv->nw_deadline = 0;
+    list_push(&s->qhead, NULL, inv);
+    if (s->qtail == NULL)
+        s->qtail = inv;
+    s->queued++;
+    arm_queued(inv);
+}
+
+static void drain(shoal_sched_t *s)
+{
+    shoal_inv_t *inv, *next;
+
+    if (s->draining || s->qhead == NULL)
+        return;
+    s->draining = 1;
+    for (inv = s->qhead; inv != NULL && any_capacity(s); inv = next) {
+        next = inv->next;
+        if (inv->fn->deleted) {
+            fail(inv, SHOAL_API_NOT_FOUND, "function '%s' was deleted", inv->fn->fn.name);
+            continue;
+        }
+        worker_t *w = place(s, inv->fn);
+        if (w == NULL)
+            continue;
+        list_remove(&s->qhead, &s->qtail, inv);
+        s->queued--;
+        uv_timer_stop(&inv->timer);
+        inv->state = INV_FREE; /* neither queued nor dispatched while we try */
+        if (dispatch(inv, w) < 0)
+            fail(inv, SHOAL_API_INTERNAL, "cannot dispatch the invocation");
+    }
+    s->draining = 0;
+}
+
+static void inv_timer_cb(uv_timer_t *t)
+{
+    shoal_inv_t *inv = t->data;
+    shoal_sched_t *s = inv->s;
+
+    if (inv->state == INV_DISPATCHED) {
+        SHOAL_WARN("invocation %s of %s: worker %s did not answer in time", inv->id,
+                   inv->fn->fn.name, inv->w->node);
+        fail(inv, SHOAL_API_TIMEOUT, "function exceeded its timeout of %u ms", inv->timeout_ms);
+        return;
+    }
+    if (inv->state != INV_QUEUED)
+        return;
+    if (s->nready == 0) {
+        fail(inv, SHOAL_API_NO_WORKERS, "no worker connected within %u ms",
+             opt_or(s->o.no_worker_wait_ms, 5000));
+        return;
+    }
+    inv->nw_deadline = 0;
+    if (now_ms(s) >= inv->deadline) {
+        fail(inv, SHOAL_API_TIMEOUT, "timed out after %u ms waiting for a free instance",
+             inv->timeout_ms);
+        return;
+    }
+    arm_queued(inv);
+}
+
+int shoal_sched_invoke(shoal_sched_t *s, const shoal_inv_req_t *r, shoal_inv_t **out)
+{
+    shoal_inv_t *inv;
+    worker_t *w;
+
+    if (s->shutdown)
+        return -ESHUTDOWN;
+    if (r->fn == NULL || r->fn->deleted)
+        return -ENOENT;
+    w = place(s, r->fn);
+    if (w == NULL && s->queued >= s->o.queue_max)
+        return -EAGAIN;
+    if ((inv = inv_alloc(s)) == NULL)
+        return s->ninvs == INV_MAX ? -EAGAIN : -ENOMEM;
+    inv->fn = r->fn;
+    memcpy(inv->id, r->id, 32);
+    inv->id[32] = '\0';
+    shoal_json_reset(&inv->meta);
+    shoal_json_raw(&inv->meta, r->meta, r->meta_len);
+    if (shoal_json_error(&inv->meta) < 0) {
+        inv_release(inv);
+        return -ENOMEM;
+    }
+    inv->input = r->input;
+    inv->input_len = r->input_len;
+    inv->depth = r->depth;
+    inv->timeout_ms = r->timeout_ms && r->timeout_ms < r->fn->fn.timeout_ms ? r->timeout_ms
+                                                                            : r->fn->fn.timeout_ms;
+    inv->deadline = now_ms(s) + inv->timeout_ms;
+    inv->nw_deadline = 0;
+    inv->cb = r->cb;
+    inv->opaque = r->opaque;
+    inv->call_worker = 0;
+    if (w != NULL && dispatch(inv, w) == 0) {
+        *out = inv;
+        return 0;
+    }
+    enqueue(inv);
+    *out = inv;
+    return 0;
+}
+
+void shoal_sched_cancel(shoal_inv_t *inv)
+{
+    if (inv->state == INV_QUEUED) {
+        inv_detach(inv);
+        inv_release(inv);
+        return;
+    }
+    inv->cb = NULL;
+    inv->opaque = NULL;
+    /* A borrowed input dies with its owner: it can no longer be sent again. */
+    if (inv->input_owned == NULL)
+        inv->input = NULL;
+}
+
+void shoal_sched_count(shoal_sched_t *s, shoal_api_err_t code)
+{
+    s->results[code < SHOAL_API_ERR_COUNT ? code : SHOAL_API_INTERNAL]++;
+}
+
+int shoal_sched_new_id(shoal_sched_t *s, char out[33])
+{
+    return shoal_api_new_id(&s->idgen, out);
+}
+
+/* ---- publishing --------------------------------------------------------------------------- */
+
+/* Publishes are appended with the same timeout, so the list head always expires first. */
+static void arm_ack_timer(shoal_sched_t *s)
+{
+    uint64_t now = now_ms(s);
+
+    if (s->pubs == NULL || s->shutdown) {
+        uv_timer_stop(&s->ack_timer);
+        return;
+    }
+    uv_timer_start(&s->ack_timer, ack_timer_cb,
+                   s->pubs->deadline > now ? s->pubs->deadline - now : 0, 0);
+}
+
+static void pub_unlink(shoal_sched_pub_t *p)
+{
+    shoal_sched_t *s = p->s;
+
+    if (p->prev)
+        p->prev->next = p->next;
+    else
+        s->pubs = p->next;
+    if (p->next)
+        p->next->prev = p->prev;
+    else
+        s->pubs_tail = p->prev;
+}
+
+static int pub_done(const shoal_sched_t *s, const shoal_sched_pub_t *p)
+{
+    for (const worker_t *w = s->workers; w; w = w->next)
+        if (w->ready && w->func_acked < p->seq)
+            return 0;
+    return 1;
+}
+
+static void check_pubs(shoal_sched_t *s)
+{
+    shoal_sched_pub_t *p, *next;
+
+    for (p = s->pubs; p; p = next) {
+        next = p->next;
+        if (!pub_done(s, p))
+            continue;
+        pub_unlink(p);
+        shoal_sched_pub_cb cb = p->cb;
+        void *opaque = p->opaque;
+        free(p);
+        if (cb)
+            cb(opaque);
+        /* The callback may have cancelled other publishes: start over. */
+        next = s->pubs;
+    }
+    arm_ack_timer(s);
+}
+
+static void worker_drop(worker_t *w, const char *why);
+
+static void ack_timer_cb(uv_timer_t *t)
+{
+    shoal_sched_t *s = t->data;
+    uint64_t now = now_ms(s);
+    worker_t *w;
+
+    /* Drop every worker that has not acknowledged an expired publish. Dropping one changes the
+     * worker list (and may complete publishes), so rescan from the start each time. */
+again:
+    for (w = s->workers; w; w = w->next) {
+        if (!w->ready)
+            continue;
+        for (shoal_sched_pub_t *p = s->pubs; p && p->deadline <= now; p = p->next) {
+            if (w->func_acked < p->seq) {
+                char why[96];
+                snprintf(why, sizeof(why), "did not acknowledge a function update within %u ms",
+                         opt_or(s->o.ack_timeout_ms, 2000));
+                worker_drop(w, why);
+                goto again;
+            }
+        }
+    }
+    check_pubs(s);
+}
+
+int shoal_sched_publish(shoal_sched_t *s, const shoal_fn_t *fn, int deleted, shoal_sched_pub_cb cb,
+                        void *opaque, shoal_sched_pub_t **out)
+{
+    shoal_fnent_t *e;
+    shoal_sched_pub_t *p;
+    uv_buf_t meta;
+    int r;
+
+    if ((r = shoal_fntable_apply(s->fns, fn, deleted, &e)) < 0)
+        return r;
+    if (r == 0)
+        return 1; /* superseded by a newer change that was already published */
+    s->func_seq++;
+    if (deleted) {
+        shoal_json_reset(&s->scratch);
+        shoal_json_lit(&s->scratch, "{\"name\":");
+        shoal_json_cstr(&s->scratch, e->fn.name);
+        shoal_json_lit(&s->scratch, ",\"deleted\":true}");
+        if (shoal_json_error(&s->scratch) < 0)
+            return -ENOMEM;
+        meta = uv_buf_init(s->scratch.buf, (unsigned)s->scratch.len);
+    } else {
+        if (e->json.len == 0)
+            return -ENOMEM;
+        meta = uv_buf_init(e->json.buf, (unsigned)e->json.len);
+    }
+    for (worker_t *w = s->workers; w; w = w->next)
+        if (w->ready)
+            shoal_conn_send(w->conn, SHOAL_FRAME_FUNC, (uint32_t)s->func_seq, &meta, 1, NULL, 0,
+                            NULL);
+    /* Queued invocations of a deleted function will not find it any more. */
+    if (deleted)
+        drain(s);
+    if (s->nready == 0 || cb == NULL)
+        return 1;
+    if ((p = calloc(1, sizeof(*p))) == NULL)
+        return -ENOMEM;
+    p->s = s;
+    p->seq = s->func_seq;
+    p->deadline = now_ms(s) + opt_or(s->o.ack_timeout_ms, 2000);
+    p->cb = cb;
+    p->opaque = opaque;
+    p->prev = s->pubs_tail;
+    if (s->pubs_tail)
+        s->pubs_tail->next = p;
+    else
+        s->pubs = p;
+    s->pubs_tail = p;
+    if (p == s->pubs)
+        arm_ack_timer(s);
+    *out = p;
+    return 0;
+}
+
+void shoal_sched_publish_cancel(shoal_sched_pub_t *p)
+{
+    shoal_sched_t *s = p->s;
+
+    pub_unlink(p);
+    free(p);
+    arm_ack_timer(s);
+}
+
+/* ---- worker protocol ---------------------------------------------------------------------- */
+
+/* Parses a frame's meta as a JSON object. NULL when it is not one. */
+static json_t *parse_meta(const uint8_t *payload, size_t len, const uint8_t **data, size_t *dlen,
+                          const char **raw, size_t *raw_len)
+{
+    const char *meta;
+    size_t mlen;
+    json_t *j;
+
+    if (shoal_frame_split(payload, len, &meta, &mlen, data, dlen) < 0)
+        return NULL;
+    if ((j = json_loadb(meta, mlen, 0, NULL)) == NULL)
+        return NULL;
+    if (!json_is_object(j)) {
+        json_decref(j);
+        return NULL;
+    }
+    if (raw) {
+        *raw = meta;
+        *raw_len = mlen;
+    }
+    return j;
+}
+
+/* Reads an integer member in [min, max]; def when absent; -1 when present but malformed. */
+static int get_uint(const json_t *o, const char *key, uint64_t min, uint64_t max, uint64_t def,
+                    uint64_t *out)
+{
+    json_t *v = json_object_get(o, key);
+
+    if (v == NULL) {
+        *out = def;
+        return 0;
+    }
+    if (!json_is_integer(v) || json_integer_value(v) < 0 || (uint64_t)json_integer_value(v) < min ||
+        (uint64_t)json_integer_value(v) > max)
+        return -1;
+    *out = (uint64_t)json_integer_value(v);
+    return 0;
+}
+
+static void send_welcome(shoal_sched_t *s, worker_t *w)
+{
+    shoal_json_t *j = &s->scratch;
+    size_t n = shoal_fntable_count(s->fns);
+    int first = 1;
+    uv_buf_t meta;
+
+    shoal_json_reset(j);
+    shoal_json_lit(j, "{\"worker_id\":");
+    shoal_json_u64(j, w->id);
+    if (s->o.max_body != 0) {
+        shoal_json_lit(j, ",\"max_body\":");
+        shoal_json_u64(j, s->o.max_body);
+    }
+    shoal_json_lit(j, ",\"functions\":[");
+    for (size_t i = 0; i < n; i++) {
+        shoal_fnent_t *e = shoal_fntable_at(s->fns, i);
+        if (e->deleted || e->json.len == 0)
+            continue;
+        if (!first)
+            shoal_json_lit(j, ",");
+        shoal_json_raw(j, e->json.buf, e->json.len);
+        first = 0;
+    }
+    shoal_json_lit(j, "]}");
+    if (shoal_json_error(j) < 0) {
+        worker_drop(w, "out of memory");
+        return;
+    }
+    meta = uv_buf_init(j->buf, (unsigned)j->len);
+    if (shoal_conn_send(w->conn, SHOAL_FRAME_WELCOME, 0, &meta, 1, NULL, 0, NULL) < 0) {
+        /* The only way this fails on a fresh connection: a table beyond SHOAL_FRAME_META_MAX. */
+        SHOAL_ERROR("the function table (%zu bytes) does not fit in one WELCOME frame", j->len);
+        worker_drop(w, "the function table is too large for one WELCOME frame");
+    }
+}
+
+static int on_hello(worker_t *w, const uint8_t *payload, size_t len)
+{
+    shoal_sched_t *s = w->s;
+    const uint8_t *data;
+    size_t dlen;
+    uint64_t slots, protocol, pid;
+    json_t *m = parse_meta(payload, len, &data, &dlen, NULL, NULL);
+    const char *node;
+    char why[128];
+
+    if (m == NULL) {
+        shoal_conn_close(w->conn, "HELLO meta is not a JSON object");
+        return 0;
+    }
+    node = json_string_value(json_object_get(m, "node"));
+    if (get_uint(m, "protocol", 0, UINT32_MAX, 1, &protocol) < 0 || protocol != 1) {
+        snprintf(why, sizeof(why), "unsupported protocol (this controller speaks 1)");
+        goto bad;
+    }
+    if (get_uint(m, "slots", 1, SLOTS_MAX, 0, &slots) < 0 || slots == 0) {
+        snprintf(why, sizeof(why), "HELLO needs \"slots\" in 1..%u", SLOTS_MAX);
+        goto bad;
+    }
+    if (node == NULL || node[0] == '\0') {
+        snprintf(why, sizeof(why), "HELLO needs a non-empty \"node\" string");
+        goto bad;
+    }
+    if (get_uint(m, "pid", 0, INT64_MAX, 0, &pid) < 0)
+        pid = 0;
+    snprintf(w->node, sizeof(w->node), "%s", node);
+    w->pid = (int64_t)pid;
+    w->slots = (uint32_t)slots;
+    json_decref(m);
+
+    w->id = ++s->next_worker_id;
+    w->ready = 1;
+    w->connected_ms = shoal_util_wall_ms();
+    /* WELCOME carries the whole current table: this worker is up to date with every FUNC. */
+    w->func_acked = s->func_seq;
+    s->nready++;
+    send_welcome(s, w);
+    if (w->conn == NULL)
+        return 0;
+    SHOAL_INFO("worker %u (%s) connected from %s with %u slots", w->id, w->node,
+               shoal_conn_peer(w->conn), w->slots);
+    drain(s);
+    return 0;
+bad:
+    json_decref(m);
+    SHOAL_WARN("worker connection %s refused: %s", shoal_conn_peer(w->conn), why);
+    shoal_conn_close(w->conn, why);
+    return 0;
+}
+
+/* Maps a worker's RESULT (kind) to our answer. */
+static shoal_api_err_t code_of_kind(const char *kind)
+{
+    static const struct {
+        const char *kind;
+        shoal_api_err_t code;
+    } KINDS[] = {
+        {"function", SHOAL_API_FUNCTION_ERROR}, {"crash", SHOAL_API_FUNCTION_CRASHED},
+        {"timeout", SHOAL_API_TIMEOUT},         {"overload", SHOAL_API_OVERLOADED},
+        {"not_found", SHOAL_API_NOT_FOUND},     {"too_large", SHOAL_API_TOO_LARGE},
+        {"internal", SHOAL_API_INTERNAL},
+    };
+    if (kind != NULL)
+        for (size_t i = 0; i < sizeof(KINDS) / sizeof(KINDS[0]); i++)
+            if (strcmp(kind, KINDS[i].kind) == 0)
+                return KINDS[i].code;
+    return SHOAL_API_INTERNAL;
+}
+
+static int on_result(worker_t *w, const shoal_frame_hdr *h, const uint8_t *payload)
+{
+    shoal_inv_result_t res;
+    const uint8_t *data;
+    const char *raw;
+    size_t dlen, raw_len;
+    json_t *m = parse_meta(payload, h->len, &data, &dlen, &raw, &raw_len);
+    shoal_inv_t *inv;
+
+    if (m == NULL) {
+        shoal_conn_close(w->conn, "RESULT meta is not a JSON object");
+        return 0;
+    }
+    if ((inv = inv_by_dispatch_id(w->s, h->id, w)) == NULL) {
+        /* The backstop timer answered it already; the worker was merely late. */
+        SHOAL_DEBUG("worker %s: RESULT for unknown dispatch id %u", w->node, h->id);
+        json_decref(m);
+        return 0;
+    }
+    const char *kind = json_string_value(json_object_get(m, "kind"));
+    if (!json_is_true(json_object_get(m, "ok")) && kind != NULL && strcmp(kind, "overload") == 0 &&
+        inv->requeues < MAX_REQUEUES && (inv->input != NULL || inv->input_len == 0) &&
+        now_ms(w->s) < inv->deadline && !w->s->shutdown) {
+        /* Its instances are momentarily all taken (our count and its own can briefly differ):
+         * give it nothing more until it answers something else or reports its status. */
+        w->saturated = 1;
+        SHOAL_DEBUG("worker %s is full; invocation %s goes back in the queue", w->node, inv->id);
+        requeue(inv);
+        json_decref(m);
+        drain(w->s);
+        return 0;
+    }
+    w->saturated = 0;
+    memset(&res, 0, sizeof(res));
+    res.worker_meta = raw;
+    res.worker_meta_len = raw_len;
+    if (json_is_true(json_object_get(m, "ok"))) {
+        json_t *st = json_object_get(m, "status");
+        json_t *hd = json_object_get(m, "headers");
+        res.code = SHOAL_API_OK;
+        res.status = 200;
+        if (json_is_integer(st) && json_integer_value(st) >= 200 && json_integer_value(st) <= 599)
+            res.status = (int)json_integer_value(st);
+        res.headers = json_is_object(hd) ? hd : NULL;
+        res.data = data;
+        res.len = dlen;
+    } else {
+        const char *err = json_string_value(json_object_get(m, "error"));
+        char msg[96];
+        res.code = code_of_kind(kind);
+        res.status = shoal_api_err_status(res.code);
+        if (err == NULL || err[0] == '\0') {
+            if (res.code == SHOAL_API_TIMEOUT)
+                snprintf(msg, sizeof(msg), "function exceeded its timeout of %u ms",
+                         inv->timeout_ms);
+            else
+                snprintf(msg, sizeof(msg), "the invocation failed (%s)", kind ? kind : "no kind");
+            err = msg;
+        }
+        res.message = err;
+        res.message_len = strlen(err);
+        /* msg lives in this block: answer before it ends. */
+        complete(inv, &res);
+        json_decref(m);
+        return 0;
+    }
+    complete(inv, &res);
+    json_decref(m);
+    return 0;
+}
+
+static void fetch_work(uv_work_t *req)
+{
+    fetch_t *f = (fetch_t *)req;
+    f->err = shoal_registry_read_artifact(f->s->o.registry, f->sha, f->s->o.max_artifact, &f->data,
+                                          &f->len);
+}
+
+static void fetch_done(uv_work_t *req, int status)
+{
+    fetch_t *f = (fetch_t *)req;
+    shoal_sched_t *s = f->s;
+    worker_t *w = worker_by_id(s, f->worker_id);
+    shoal_json_t j;
+    uv_buf_t meta;
+
+    s->fetches--;
+    if (w != NULL) {
+        w->fetches--;
+        shoal_json_init(&j);
+        shoal_json_lit(&j, "{\"sha256\":");
+        shoal_json_cstr(&j, f->sha);
+        if (status < 0 || f->err < 0) {
+            const char *why = status < 0          ? "cancelled"
+                              : f->err == -ENOENT ? "no such artifact"
+                                                  : strerror(-f->err);
+            shoal_json_lit(&j, ",\"error\":");
+            shoal_json_cstr(&j, why);
+        }
+        shoal_json_lit(&j, "}");
+        if (shoal_json_error(&j) == 0 && w->conn != NULL) {
+            meta = uv_buf_init(j.buf, (unsigned)j.len);
+            if (status >= 0 && f->err == 0) {
+                shoal_conn_send(w->conn, SHOAL_FRAME_ARTIFACT, f->frame_id, &meta, 1, f->data,
+                                f->len, free);
+                f->data = NULL; /* the connection owns it now */
+            } else {
+                shoal_conn_send(w->conn, SHOAL_FRAME_ARTIFACT, f->frame_id, &meta, 1, NULL, 0,
+                                NULL);
+            }
+        }
+        shoal_json_free(&j);
+    }
+    free(f->data);
+    free(f);
+}
+
+static int on_fetch(worker_t *w, const shoal_frame_hdr *h, const uint8_t *payload)
+{
+    shoal_sched_t *s = w->s;
+    const uint8_t *data;
+    size_t dlen;
+    json_t *m = parse_meta(payload, h->len, &data, &dlen, NULL, NULL);
+    const char *sha;
+    fetch_t *f;
+    int err;
+
+    if (m == NULL) {
+        shoal_conn_close(w->conn, "FETCH meta is not a JSON object");
+        return 0;
+    }
+    sha = json_string_value(json_object_get(m, "sha256"));
+    if (!shoal_registry_sha_valid(sha) || w->fetches >= MAX_FETCHES || s->shutdown) {
+        const char *why = !shoal_registry_sha_valid(sha) ? "sha256 must be 64 lower-case hex digits"
+                          : s->shutdown                  ? "the controller is shutting down"
+                                                         : "too many concurrent fetches";
+        shoal_json_reset(&s->scratch);
+        shoal_json_lit(&s->scratch, "{\"sha256\":");
+        shoal_json_cstr(&s->scratch, sha ? sha : "");
+        shoal_json_lit(&s->scratch, ",\"error\":");
+        shoal_json_cstr(&s->scratch, why);
+        shoal_json_lit(&s->scratch, "}");
+        json_decref(m);
+        if (shoal_json_error(&s->scratch) == 0) {
+            uv_buf_t meta = uv_buf_init(s->scratch.buf, (unsigned)s->scratch.len);
+            shoal_conn_send(w->conn, SHOAL_FRAME_ARTIFACT, h->id, &meta, 1, NULL, 0, NULL);
+        }
+        return 0;
+    }
+    if ((f = calloc(1, sizeof(*f))) == NULL) {
+        json_decref(m);
+        return -ENOMEM;
+    }
+    f->s = s;
+    f->worker_id = w->id;
+    f->frame_id = h->id;
+    memcpy(f->sha, sha, 65);
+    json_decref(m);
+    if ((err = uv_queue_work(s->loop, &f->work, fetch_work, fetch_done)) < 0) {
+        free(f);
+        return err;
+    }
+    s->fetches++;
+    w->fetches++;
+    return 0;
+}
+
+static int on_call(worker_t *w, const shoal_frame_hdr *h, const uint8_t *payload)
+{
+    shoal_sched_t *s = w->s;
+    const uint8_t *data;
+    size_t dlen;
+    json_t *m = parse_meta(payload, h->len, &data, &dlen, NULL, NULL);
+    const char *name;
+    uint64_t depth, timeout;
+    shoal_fnent_t *fn;
+    shoal_inv_result_t res;
+    shoal_inv_t *inv = NULL;
+    char id[33], msg[160];
+    int err;
+
+    if (m == NULL || (name = json_string_value(json_object_get(m, "function"))) == NULL ||
+        get_uint(m, "depth", 0, UINT32_MAX, 0, &depth) < 0 ||
+        get_uint(m, "timeout_ms", 0, UINT32_MAX, 0, &timeout) < 0) {
+        json_decref(m);
+        shoal_conn_close(w->conn, "CALL meta needs \"function\" and numeric depth and timeout_ms");
+        return 0;
+    }
+    memset(&res, 0, sizeof(res));
+    fn = shoal_fntable_find(s->fns, name, strlen(name));
+    if (depth + 1 > opt_or(s->o.max_depth, 16)) {
+        res.code = SHOAL_API_INTERNAL;
+        snprintf(msg, sizeof(msg), "shoal_call nesting exceeds %u levels",
+                 opt_or(s->o.max_depth, 16));
+    } else if (fn == NULL || fn->deleted) {
+        res.code = SHOAL_API_NOT_FOUND;
+        snprintf(msg, sizeof(msg), "function '%.64s' not found", name);
+    }
+    json_decref(m);
+    if (res.code == SHOAL_API_OK) {
+        shoal_inv_req_t r;
+        shoal_json_t *j = &s->scratch;
+        void *copy = NULL;
+
+        if ((err = shoal_sched_new_id(s, id)) < 0)
+            return err;
+        /* The frame's payload is gone after this callback: the input must be copied. */
+        if (dlen > 0 && (copy = malloc(dlen)) == NULL)
+            return -ENOMEM;
+        if (dlen > 0)
+            memcpy(copy, data, dlen);
+        shoal_json_reset(j);
+        shoal_json_lit(j, "{\"function\":");
+        shoal_json_cstr(j, fn->fn.name);
+        shoal_json_lit(j, ",\"invocation_id\":\"");
+        shoal_json_raw(j, id, 32);
+        shoal_json_lit(j, "\"}");
+        memset(&r, 0, sizeof(r));
+        r.fn = fn;
+        r.id = id;
+        r.meta = j->buf;
+        r.meta_len = j->len;
+        r.input = copy;
+        r.input_len = dlen;
+        r.depth = (uint32_t)depth + 1;
+        r.timeout_ms = (uint32_t)timeout;
+        err = shoal_json_error(j) < 0 ? -ENOMEM : shoal_sched_invoke(s, &r, &inv);
+        if (err == 0) {
+            inv->input_owned = copy; /* freed when the invocation ends */
+            inv->call_worker = w->id;
+            inv->call_id = h->id;
+            return 0;
+        }
+        free(copy);
+        res.code = err == -EAGAIN      ? SHOAL_API_OVERLOADED
+                   : err == -ESHUTDOWN ? SHOAL_API_SHUTTING_DOWN
+                                       : SHOAL_API_INTERNAL;
+        snprintf(msg, sizeof(msg), "%s",
+                 err == -EAGAIN ? "the controller's queue is full" : "cannot schedule the call");
+    }
+    s->results[res.code]++;
+    res.status = shoal_api_err_status(res.code);
+    res.message = msg;
+    res.message_len = strlen(msg);
+    send_call_result(s, w->id, h->id, &res);
+    return 0;
+}
+
+static int on_status(worker_t *w, const shoal_frame_hdr *h, const uint8_t *payload)
+{
+    shoal_sched_t *s = w->s;
+    const uint8_t *data;
+    size_t dlen, n;
+    json_t *m = parse_meta(payload, h->len, &data, &dlen, NULL, NULL);
+    json_t *pools;
+    uint64_t v;
+    placement_t *p, *next;
+
+    if (m == NULL) {
+        shoal_conn_close(w->conn, "STATUS meta is not a JSON object");
+        return 0;
+    }
+    w->saturated = 0; /* a fresh account of its capacity */
+    if (get_uint(m, "slots", 1, SLOTS_MAX, w->slots, &v) == 0)
+        w->slots = (uint32_t)v;
+    if (get_uint(m, "busy", 0, UINT32_MAX, w->reported_busy, &v) == 0)
+        w->reported_busy = (uint32_t)v;
+    if (get_uint(m, "stems", 0, UINT32_MAX, w->stems, &v) == 0)
+        w->stems = (uint32_t)v;
+    pools = json_object_get(m, "pools");
+    n = json_is_array(pools) ? json_array_size(pools) : 0;
+    if (n > MAX_POOLS)
+        n = MAX_POOLS;
+    if (n > w->npools || w->pools == NULL) {
+        pool_t *np = realloc(w->pools, (n ? n : 1) * sizeof(*np));
+        if (np == NULL) {
+            json_decref(m);
+            return -ENOMEM;
+        }
+        w->pools = np;
+    }
+    w->npools = 0;
+    w->status_seq++;
+    for (size_t i = 0; i < n; i++) {
+        json_t *e = json_array_get(pools, i);
+        const char *fname = json_string_value(json_object_get(e, "function"));
+        uint64_t version, warm, idle, busy;
+        if (!json_is_object(e) || fname == NULL || strlen(fname) > SHOAL_NAME_MAX ||
+            get_uint(e, "version", 0, INT64_MAX, 0, &version) < 0 ||
+            get_uint(e, "warm", 0, UINT32_MAX, 0, &warm) < 0 ||
+            get_uint(e, "idle", 0, UINT32_MAX, 0, &idle) < 0 ||
+            get_uint(e, "busy", 0, UINT32_MAX, 0, &busy) < 0)
+            continue;
+        pool_t *pool = &w->pools[w->npools++];
+        snprintf(pool->function, sizeof(pool->function), "%s", fname);
+        pool->version = version;
+        pool->warm = (uint32_t)warm;
+        pool->idle = (uint32_t)idle;
+        pool->busy = (uint32_t)busy;
+        shoal_fnent_t *fn = shoal_fntable_find(s->fns, fname, strlen(fname));
+        if (fn == NULL || fn->deleted || fn->fn.version != version || warm == 0)
+            continue;
+        if ((p = placement_get(fn, w)) == NULL)
+            continue;
+        p->warm = (uint32_t)warm;
+        p->seen = w->status_seq;
+    }
+    json_decref(m);
+    /* Warm instances the worker no longer mentions are gone (retired or of an older version). */
+    for (p = w->placements; p; p = next) {
+        next = p->w_next;
+        if (p->seen != w->status_seq) {
+            p->warm = 0;
+            placement_maybe_free(p);
+        }
+    }
+    drain(s);
+    return 0;
+}
+
+static int on_frame(shoal_conn_t *c, void *opaque, const shoal_frame_hdr *h, const uint8_t *payload)
+{
+    worker_t *w = opaque;
+    char why[64];
+    (void)c;
+
+    if (!w->ready && h->type != SHOAL_FRAME_HELLO && h->type != SHOAL_FRAME_ERROR) {
+        shoal_conn_close(w->conn, "the first frame must be HELLO");
+        return 0;
+    }
+    switch (h->type) {
+    case SHOAL_FRAME_HELLO:
+        if (w->ready) {
+            shoal_conn_close(w->conn, "HELLO sent twice");
+            return 0;
+        }
+        return on_hello(w, payload, h->len);
+    case SHOAL_FRAME_FUNC_ACK:
+        if (h->id > w->func_acked && h->id <= w->s->func_seq) {
+            w->func_acked = h->id;
+            check_pubs(w->s);
+        }
+        return 0;
+    case SHOAL_FRAME_RESULT:
+        return on_result(w, h, payload);
+    case SHOAL_FRAME_FETCH:
+        return on_fetch(w, h, payload);
+    case SHOAL_FRAME_CALL:
+        return on_call(w, h, payload);
+    case SHOAL_FRAME_STATUS:
+        return on_status(w, h, payload);
+    case SHOAL_FRAME_ERROR: {
+        const uint8_t *data;
+        size_t dlen;
+        json_t *m = parse_meta(payload, h->len, &data, &dlen, NULL, NULL);
+        const char *msg = m ? json_string_value(json_object_get(m, "error")) : NULL;
+        SHOAL_WARN("worker %s (%s) reported an error: %s", w->node[0] ? w->node : "?",
+                   shoal_conn_peer(w->conn), msg ? msg : "(no message)");
+        json_decref(m);
+        shoal_conn_close(w->conn, NULL);
+        return 0;
+    }
+    default:
+        snprintf(why, sizeof(why), "unexpected frame type %u from a worker", h->type);
+        shoal_conn_close(w->conn, why);
+        return 0;
+    }
+}
+
+/* The connection is closing: take the worker out of service and answer its invocations. */
+static void on_conn_close(shoal_conn_t *c, void *opaque, int reason)
+{
+    worker_t *w = opaque;
+    shoal_sched_t *s = w->s;
+    shoal_inv_t *inv;
+    placement_t *p;
+    (void)c;
+
+    if (w->ready) {
+        s->nready--;
+        w->ready = 0;
+        if (reason == 0 || reason == UV_EOF)
+            SHOAL_INFO("worker %u (%s) disconnected", w->id, w->node);
+        else
+            SHOAL_WARN("worker %u (%s) lost: %s", w->id, w->node,
+                       reason < 0 && reason > -4096 ? uv_strerror(reason) : "protocol error");
+    }
+    if (w->prev)
+        w->prev->next = w->next;
+    else
+        s->workers = w->next;
+    if (w->next)
+        w->next->prev = w->prev;
+    w->prev = w->next = NULL;
+    w->conn = NULL;
+
+    while ((inv = w->inflight) != NULL) {
+        /* The callee's caller may be this very worker: its CALL_RESULT goes nowhere. */
+        fail(inv, s->shutdown ? SHOAL_API_SHUTTING_DOWN : SHOAL_API_WORKER_LOST,
+             "worker %s was lost while running the function", w->node);
+    }
+    while ((p = w->placements) != NULL)
+        placement_free(p);
+    if (s->nready == 0 && !s->shutdown) {
+        /* Nobody left to run queued work: start their wait for a worker. */
+        uint64_t nw = now_ms(s) + opt_or(s->o.no_worker_wait_ms, 5000);
+        for (inv = s->qhead; inv; inv = inv->next) {
+            inv->nw_deadline = nw;
+            arm_queued(inv);
+        }
+    }
+    check_pubs(s);
+}
+
+static void on_conn_released(void *opaque)
+{
+    worker_t *w = opaque;
+
+    w->s->conns--;
+    free(w->pools);
+    free(w);
+}
+
+static void worker_drop(worker_t *w, const char *why)
+{
+    SHOAL_WARN("dropping worker %u (%s): %s", w->id, w->node, why);
+    shoal_conn_close(w->conn, why);
+}
+
+static void on_worker_connect(uv_stream_t *server, int status)
+{
+    shoal_sched_t *s = server->data;
+    worker_t *w;
+    int err;
+
+    if (status < 0) {
+        SHOAL_WARN("worker listener: %s", uv_strerror(status));
+        return;
+    }
+    if (s->conns >= MAX_CONNS) {
+        uv_tcp_t *t = malloc(sizeof(*t));
+        SHOAL_WARN("refusing a worker connection: %u already open", s->conns);
+        if (t == NULL || uv_tcp_init(server->loop, t) < 0) {
+            free(t);
+            return;
+        }
+        (void)uv_accept(server, (uv_stream_t *)t); /* taken only to be closed */
+        uv_close((uv_handle_t *)t, (uv_close_cb)free);
+        return;
+    }
+    if ((w = calloc(1, sizeof(*w))) == NULL)
+        return;
+    w->s = s;
+    if ((err = shoal_conn_accept(server, s->o.max_payload, &s->conn_cbs, w, &w->conn)) < 0) {
+        SHOAL_WARN("cannot accept a worker connection: %s", uv_strerror(err));
+        free(w);
+        return;
+    }
+    s->conns++;
+    w->next = s->workers;
+    if (w->next)
+        w->next->prev = w;
+    s->workers = w;
+}
+
+static void heartbeat_cb(uv_timer_t *t)
+{
+    shoal_sched_t *s = t->data;
+    uint64_t now = now_ms(s), limit = opt_or(s->o.heartbeat_ms, 10000);
+    worker_t *w, *next;
+
+    for (w = s->workers; w; w = next) {
+        next = w->next;
+        if (now - shoal_conn_last_rx(w->conn) > limit) {
+            char why[64];
+            snprintf(why, sizeof(why), "silent for more than %llu ms", (unsigned long long)limit);
+            worker_drop(w, why);
+        }
+    }
+}
+
+/* ---- life cycle --------------------------------------------------------------------------- */
+
+int shoal_sched_create(uv_loop_t *loop, const shoal_sched_opts_t *o, shoal_sched_t **out)
+{
+    shoal_sched_t *s = calloc(1, sizeof(*s));
+
+    if (s == NULL)
+        return -ENOMEM;
+    s->loop = loop;
+    s->o = *o;
+    if (s->o.queue_max > INV_MAX / 2)
+        s->o.queue_max = INV_MAX / 2;
+    if ((s->fns = shoal_fntable_create()) == NULL) {
+        free(s);
+        return -ENOMEM;
+    }
+    shoal_api_idgen_init(&s->idgen);
+    shoal_json_init(&s->scratch);
+    s->conn_cbs.on_frame = on_frame;
+    s->conn_cbs.on_close = on_conn_close;
+    s->conn_cbs.on_released = on_conn_released;
+    uv_tcp_init(loop, &s->listener);
+    s->listener.data = s;
+    uv_timer_init(loop, &s->heartbeat);
+    s->heartbeat.data = s;
+    uv_timer_init(loop, &s->ack_timer);
+    s->ack_timer.data = s;
+    s->open_handles = 3;
+    uv_timer_start(&s->heartbeat, heartbeat_cb, 1000, 1000);
+    /* Housekeeping alone must not keep the loop alive. */
+    uv_unref((uv_handle_t *)&s->heartbeat);
+    *out = s;
+    return 0;
+}
+
+int shoal_sched_listen(shoal_sched_t *s, const struct sockaddr *addr)
+{
+    int err;
+
+    if ((err = uv_tcp_bind(&s->listener, addr, 0)) < 0)
+        return err;
+    if ((err = uv_listen((uv_stream_t *)&s->listener, 128, on_worker_connect)) < 0)
+        return err;
+    s->listening = 1;
+    return 0;
+}
+
+int shoal_sched_port(const shoal_sched_t *s)
+{
+    struct sockaddr_storage ss;
+    int len = sizeof(ss);
+
+    if (uv_tcp_getsockname(&s->listener, (struct sockaddr *)&ss, &len) < 0)
+        return -1;
+    if (ss.ss_family == AF_INET)
+        return ntohs(((struct sockaddr_in *)&ss)->sin_port);
+    if (ss.ss_family == AF_INET6)
+        return ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
+    return -1;
+}
+
+int shoal_sched_load(shoal_sched_t *s, const shoal_fn_t *fns, size_t n)
+{
+    shoal_fnent_t *e;
+
+    for (size_t i = 0; i < n; i++)
+        if (shoal_fntable_apply(s->fns, &fns[i], 0, &e) < 0)
+            return -ENOMEM;
+    return 0;
+}
+
+shoal_fntable_t *shoal_sched_functions(shoal_sched_t *s)
+{
+    return s->fns;
+}
+
+void shoal_sched_shutdown(shoal_sched_t *s)
+{
+    worker_t *w;
+    shoal_sched_pub_t *p;
+
+    if (s->shutdown)
+        return;
+    s->shutdown = 1;
+    close_handle(s, (uv_handle_t *)&s->listener);
+    close_handle(s, (uv_handle_t *)&s->heartbeat);
+    close_handle(s, (uv_handle_t *)&s->ack_timer);
+    while (s->qhead != NULL)
+        fail(s->qhead, SHOAL_API_SHUTTING_DOWN, "the controller is shutting down");
+    /* Closing a worker answers what runs on it. */
+    while ((w = s->workers) != NULL) {
+        if (w->conn != NULL)
+            shoal_conn_close(w->conn, "the controller is shutting down");
+        else
+            break;
+    }
+    /* Deploys were committed before they were published: report them done. */
+    while ((p = s->pubs) != NULL) {
+        shoal_sched_pub_cb cb = p->cb;
+        void *opaque = p->opaque;
+        pub_unlink(p);
+        free(p);
+        if (cb)
+            cb(opaque);
+    }
+    for (uint32_t i = 0; i < s->ninvs; i++)
+        close_handle(s, (uv_handle_t *)&s->invs[i]->timer);
+}
+
+int shoal_sched_idle(const shoal_sched_t *s)
+{
+    return s->shutdown && s->open_handles == 0 && s->conns == 0 && s->fetches == 0;
+}
+
+void shoal_sched_destroy(shoal_sched_t *s)
+{
+    if (s == NULL)
+        return;
+    for (uint32_t i = 0; i < s->ninvs; i++) {
+        free(s->invs[i]->input_owned);
+        shoal_json_free(&s->invs[i]->meta);
+        free(s->invs[i]);
+    }
+    free(s->invs);
+    free(s->free_idx);
+    /* Placements died with their workers; nothing else points into the table. */
+    shoal_fntable_destroy(s->fns);
+    shoal_json_free(&s->scratch);
+    free(s);
+}
+
+/* ---- introspection ------------------------------------------------------------------------ */
+
+void shoal_sched_stats(const shoal_sched_t *s, shoal_sched_stats_t *st)
+{
+    memset(st, 0, sizeof(*st));
+    for (const worker_t *w = s->workers; w; w = w->next) {
+        if (!w->ready)
+            continue;
+        st->workers++;
+        st->slots += w->slots;
+    }
+    st->queued = s->queued;
+    st->inflight = s->inflight;
+    st->functions = (uint32_t)shoal_fntable_live(s->fns);
+    memcpy(st->results, s->results, sizeof(st->results));
+}
+
+void shoal_sched_workers_json(const shoal_sched_t *s, shoal_json_t *j)
+{
+    int first = 1;
+
+    shoal_json_lit(j, "{\"workers\":[");
+    for (const worker_t *w = s->workers; w; w = w->next) {
+        char t[32];
+        if (!w->ready)
+            continue;
+        if (!first)
+            shoal_json_lit(j, ",");
+        first = 0;
+        shoal_json_lit(j, "{\"id\":");
+        shoal_json_u64(j, w->id);
+        shoal_json_lit(j, ",\"node\":");
+        shoal_json_cstr(j, w->node);
+        shoal_json_lit(j, ",\"address\":");
+        shoal_json_cstr(j, shoal_conn_peer(w->conn));
+        shoal_json_lit(j, ",\"pid\":");
+        shoal_json_i64(j, w->pid);
+        shoal_json_lit(j, ",\"slots\":");
+        shoal_json_u64(j, w->slots);
+        shoal_json_lit(j, ",\"busy\":");
+        shoal_json_u64(j, w->reported_busy);
+        shoal_json_lit(j, ",\"inflight\":");
+        shoal_json_u64(j, w->busy);
+        shoal_json_lit(j, ",\"stems\":");
+        shoal_json_u64(j, w->stems);
+        shoal_api_rfc3339(w->connected_ms, t);
+        shoal_json_lit(j, ",\"connected\":");
+        shoal_json_cstr(j, t);
+        shoal_json_lit(j, ",\"pools\":[");
+        for (size_t i = 0; i < w->npools; i++) {
+            const pool_t *p = &w->pools[i];
+            if (i > 0)
+                shoal_json_lit(j, ",");
+            shoal_json_lit(j, "{\"function\":");
+            shoal_json_cstr(j, p->function);
+            shoal_json_lit(j, ",\"version\":");
+            shoal_json_u64(j, p->version);
+            shoal_json_lit(j, ",\"warm\":");
+            shoal_json_u64(j, p->warm);
+            shoal_json_lit(j, ",\"idle\":");
+            shoal_json_u64(j, p->idle);
+            shoal_json_lit(j, ",\"busy\":");
+            shoal_json_u64(j, p->busy);
+            shoal_json_lit(j, "}");
+        }
+        shoal_json_lit(j, "]}");
+    }
+    shoal_json_lit(j, "]}");
+}
