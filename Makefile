@@ -178,6 +178,7 @@ FUZZ_CFLAGS = -std=c11 -D_GNU_SOURCE -DH2O_USE_LIBUV=1 -O1 -g -fsanitize=fuzzer,
 	-fno-sanitize-recover=all -I. -Iinclude $(PKG_CFLAGS)
 FUZZ_TARGETS := $(patsubst tests/fuzz/fuzz_%.c,%,$(wildcard tests/fuzz/fuzz_*.c))
 FUZZ_LINK_frame := transport/frame.c
+FUZZ_LINK_elf := controller/elf.c
 
 fuzz: deps
 	@$(MAKE) --no-print-directory $(FUZZ_TARGETS:%=$(FUZZ_BUILD)/fuzz_%)
