@@ -179,6 +179,10 @@ FUZZ_CFLAGS = -std=c11 -D_GNU_SOURCE -DH2O_USE_LIBUV=1 -O1 -g -fsanitize=fuzzer,
 FUZZ_TARGETS := $(patsubst tests/fuzz/fuzz_%.c,%,$(wildcard tests/fuzz/fuzz_*.c))
 FUZZ_LINK_frame := transport/frame.c
 FUZZ_LINK_elf := controller/elf.c
+FUZZ_LINK_ring := transport/ring.c transport/channel.c transport/arena.c common/util.c common/trace.c
+FUZZ_LIBS_ring := -lcrypto
+FUZZ_LINK_query := controller/api.c controller/json.c common/util.c common/trace.c
+FUZZ_LIBS_query := -lcrypto
 
 fuzz: deps
 	@$(MAKE) --no-print-directory $(FUZZ_TARGETS:%=$(FUZZ_BUILD)/fuzz_%)
