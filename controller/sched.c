@@ -12,6 +12,12 @@
  *                RESULT for a finished invocation does not match its slot's next occupant.
  *   the queue    a doubly linked FIFO of QUEUED invocations; a DISPATCHED invocation is linked
  *                into its worker's in-flight list instead (same link fields).
+ *   groups       an invocation of N ranks weighs N wherever instances are counted (worker and
+ *                placement busy counts) and 1 where invocations are (inflight). s->reserved is
+ *                the worker claimed by s->reserved_for, the oldest queued group some worker
+ *                could host (see sched.h); it is recomputed by every drain, set when a group is
+ *                queued with no claim standing, and dropped when its holder leaves the queue or
+ *                its worker goes away.
  *
  * Re-entrancy: completing an invocation calls its owner's callback, which may answer HTTP but
  * never calls back into the scheduler except shoal_sched_invoke/cancel of other invocations;
@@ -27,6 +33,7 @@
 
 #include "common/trace.h"
 #include "controller/conn.h"
+#include "transport/arena.h"
 #include "transport/frame.h"
 
 #define INV_INDEX_BITS 20
@@ -69,7 +76,9 @@ struct worker {
     char node[SHOAL_NAME_MAX + 1];
     int64_t pid;
     uint32_t slots;
-    uint32_t busy;          /* our invocations in flight here */
+    uint32_t busy;          /* instances our invocations in flight here use (N per group) */
+    uint32_t groups;        /* groups in flight here */
+    uint32_t group_ranks;   /* their ranks (included in busy) */
     uint32_t reported_busy; /* from STATUS */
     uint32_t stems;
     uint64_t connected_ms; /* wall clock */
@@ -97,6 +106,7 @@ struct shoal_inv {
     size_t input_len;
     void *input_owned; /* input copied from a CALL frame */
     uint32_t requeues;
+    uint32_t group; /* ranks: 1 for a plain invocation */
     uint32_t depth;
     uint32_t timeout_ms;
     uint64_t deadline;    /* loop ms */
@@ -153,12 +163,18 @@ struct shoal_sched {
     uint32_t nfree;
     shoal_inv_t *qhead, *qtail;
     uint32_t queued;
+    uint32_t queued_groups;
     uint32_t inflight;
+    uint32_t group_ranks; /* ranks of the groups in flight */
+    uint64_t groups;      /* groups accepted, ever */
+    worker_t *reserved;   /* claimed by reserved_for (a queued group), or NULL */
+    shoal_inv_t *reserved_for;
     shoal_sched_pub_t *pubs, *pubs_tail;
     uint64_t results[SHOAL_API_ERR_COUNT];
     int draining;
     int shutdown;
     shoal_json_t scratch; /* frame metas built on the loop thread */
+    shoal_json_t gmeta;   /* the "group" part of an INVOKE */
     shoal_conn_cbs_t conn_cbs;
 };
 
@@ -299,6 +315,7 @@ static void inv_release(shoal_inv_t *inv)
     inv->input_owned = NULL;
     inv->call_worker = 0;
     inv->requeues = 0;
+    inv->group = 1;
     shoal_json_trim(&inv->meta, 16384);
     s->free_idx[s->nfree++] = inv->index;
 }
@@ -353,24 +370,40 @@ static void list_remove(shoal_inv_t **head, shoal_inv_t **tail, shoal_inv_t *inv
     inv->prev = inv->next = NULL;
 }
 
-/* Takes inv out of the queue or off its worker, undoing the accounting. */
-static void inv_detach(shoal_inv_t *inv)
+/* Takes inv out of the queue or off its worker, undoing the accounting. Returns whether that
+ * may let queued work run: it freed instances, or it let go of a worker it had claimed. */
+static int inv_detach(shoal_inv_t *inv)
 {
     shoal_sched_t *s = inv->s;
+    int freed = 0;
 
     if (inv->state == INV_QUEUED) {
         list_remove(&s->qhead, &s->qtail, inv);
         s->queued--;
+        if (inv->group > 1)
+            s->queued_groups--;
+        if (s->reserved_for == inv) {
+            s->reserved = NULL;
+            s->reserved_for = NULL;
+            freed = 1;
+        }
     } else if (inv->state == INV_DISPATCHED) {
         worker_t *w = inv->w;
         list_remove(&w->inflight, NULL, inv);
-        w->busy--;
-        inv->pl->busy--;
+        w->busy -= inv->group;
+        inv->pl->busy -= inv->group;
+        if (inv->group > 1) {
+            w->groups--;
+            w->group_ranks -= inv->group;
+            s->group_ranks -= inv->group;
+        }
         inv->fn->inflight--;
         s->inflight--;
         placement_maybe_free(inv->pl);
+        freed = 1;
     }
     uv_timer_stop(&inv->timer);
+    return freed;
 }
 
 /* ---- completion --------------------------------------------------------------------------- */
@@ -391,6 +424,7 @@ static const char *kind_of(shoal_api_err_t code)
     case SHOAL_API_NOT_FOUND:
         return "not_found";
     case SHOAL_API_TOO_LARGE:
+    case SHOAL_API_GROUP_TOO_LARGE:
         return "too_large";
     default:
         return "internal";
@@ -439,16 +473,15 @@ static void complete(shoal_inv_t *inv, const shoal_inv_result_t *res)
     shoal_sched_t *s = inv->s;
     shoal_inv_cb cb = inv->cb;
     void *opaque = inv->opaque;
-    int was_dispatched = inv->state == INV_DISPATCHED;
+    int freed = inv_detach(inv);
 
-    inv_detach(inv);
     s->results[res->code < SHOAL_API_ERR_COUNT ? res->code : SHOAL_API_INTERNAL]++;
     if (inv->call_worker != 0)
         send_call_result(s, inv->call_worker, inv->call_id, res);
     else if (cb != NULL)
         cb(opaque, res);
     inv_release(inv);
-    if (was_dispatched)
+    if (freed)
         drain(s);
 }
 
@@ -481,15 +514,20 @@ static int worker_usable(const worker_t *w)
            shoal_conn_queued(w->conn) < BACKLOG_MAX;
 }
 
-/* Chooses a worker for fn (see sched.h), or NULL. */
-static worker_t *place(shoal_sched_t *s, shoal_fnent_t *fn)
+static uint32_t min_u32(uint32_t a, uint32_t b)
+{
+    return a < b ? a : b;
+}
+
+/* Chooses a worker for a plain invocation of fn (see sched.h), never avoid, or NULL. */
+static worker_t *place(shoal_sched_t *s, shoal_fnent_t *fn, const worker_t *avoid)
 {
     worker_t *best = NULL;
     uint32_t best_spare = 0;
 
     for (placement_t *p = fn->sched; p; p = p->fn_next) {
-        if (p->warm > p->busy && p->busy < fn->fn.max_instances && worker_usable(p->w) &&
-            p->warm - p->busy > best_spare) {
+        if (p->warm > p->busy && p->busy < fn->fn.max_instances && p->w != avoid &&
+            worker_usable(p->w) && p->warm - p->busy > best_spare) {
             best = p->w;
             best_spare = p->warm - p->busy;
         }
@@ -497,7 +535,7 @@ static worker_t *place(shoal_sched_t *s, shoal_fnent_t *fn)
     if (best != NULL)
         return best;
     for (worker_t *w = s->workers; w; w = w->next) {
-        if (!worker_usable(w))
+        if (w == avoid || !worker_usable(w))
             continue;
         placement_t *p = placement_find(fn, w);
         if (p != NULL && p->busy >= fn->fn.max_instances)
@@ -509,12 +547,118 @@ static worker_t *place(shoal_sched_t *s, shoal_fnent_t *fn)
     return best;
 }
 
+/* The most ranks of fn that w could ever host at once: one group lives on one worker, within its
+ * slots, the function's max_instances and the ranks one arena serves. */
+static uint32_t group_cap(const worker_t *w, const shoal_fnent_t *fn)
+{
+    return min_u32(min_u32(w->slots, fn->fn.max_instances), SHOAL_ARENA_MAX_RANKS);
+}
+
+/* How many more instances of fn w can take right now: its free slots, and what max_instances
+ * leaves beside fn's instances already in flight there. */
+static uint32_t group_room(const worker_t *w, shoal_fnent_t *fn)
+{
+    const placement_t *p = placement_find(fn, w);
+    uint32_t used = p != NULL ? p->busy : 0;
+    uint32_t free_slots = w->slots > w->busy ? w->slots - w->busy : 0;
+
+    return min_u32(free_slots, fn->fn.max_instances > used ? fn->fn.max_instances - used : 0);
+}
+
+/* Chooses one worker with room for all n ranks of a group of fn now, never avoid, or NULL. The
+ * worker with the most free slots is filled first (ties: the one with more idle warm instances
+ * of fn, which start at once). */
+static worker_t *place_group(shoal_sched_t *s, shoal_fnent_t *fn, uint32_t n, const worker_t *avoid)
+{
+    worker_t *best = NULL;
+    uint32_t best_free = 0, best_warm = 0;
+
+    for (worker_t *w = s->workers; w; w = w->next) {
+        if (w == avoid || !worker_usable(w) || group_cap(w, fn) < n || group_room(w, fn) < n)
+            continue;
+        const placement_t *p = placement_find(fn, w);
+        uint32_t free_slots = w->slots - w->busy;
+        uint32_t warm = p != NULL && p->warm > p->busy ? p->warm - p->busy : 0;
+        if (best == NULL || free_slots > best_free ||
+            (free_slots == best_free && warm > best_warm)) {
+            best = w;
+            best_free = free_slots;
+            best_warm = warm;
+        }
+    }
+    return best;
+}
+
+/* The worker a waiting group of n ranks of fn claims: among those that could ever host it, the
+ * one with the most room now; prev keeps the claim unless another has strictly more, so that the
+ * claimed worker's room only grows and the group cannot starve. NULL when none could host it. */
+static worker_t *claim_for(shoal_sched_t *s, shoal_fnent_t *fn, uint32_t n, worker_t *prev)
+{
+    worker_t *best = NULL;
+    uint32_t best_room = 0;
+
+    for (worker_t *w = s->workers; w; w = w->next) {
+        if (!w->ready || w->conn == NULL || group_cap(w, fn) < n)
+            continue;
+        uint32_t room = group_room(w, fn);
+        if (best == NULL || room > best_room || (room == best_room && w == prev)) {
+            best = w;
+            best_room = room;
+        }
+    }
+    return best;
+}
+
+int shoal_sched_group_check(shoal_sched_t *s, shoal_fnent_t *fn, uint32_t n, char *msg, size_t len)
+{
+    uint64_t cap = 0;
+    uint32_t workers = 0;
+
+    for (const worker_t *w = s->workers; w; w = w->next) {
+        if (!w->ready)
+            continue;
+        workers++;
+        cap += group_cap(w, fn);
+    }
+    if (workers == 0 || n <= cap)
+        return 0;
+    if (msg != NULL)
+        snprintf(msg, len,
+                 "a group of %u ranks is more than this cluster can ever hold: %llu instances of "
+                 "'%s' on %u worker%s (per worker: its slots, at most max_instances=%u and %d "
+                 "ranks)",
+                 n, (unsigned long long)cap, fn->fn.name, workers, workers == 1 ? "" : "s",
+                 fn->fn.max_instances, SHOAL_ARENA_MAX_RANKS);
+    return -E2BIG;
+}
+
 static int any_capacity(const shoal_sched_t *s)
 {
     for (const worker_t *w = s->workers; w; w = w->next)
         if (worker_usable(w))
             return 1;
     return 0;
+}
+
+/* Renders the tail of a group's INVOKE meta: ,"group":{...}} (the object's closing brace too).
+ * The worker hosts every rank. */
+static int group_meta(shoal_sched_t *s, const shoal_inv_t *inv)
+{
+    shoal_json_t *j = &s->gmeta;
+
+    shoal_json_reset(j);
+    shoal_json_lit(j, ",\"group\":{\"id\":\"");
+    shoal_json_raw(j, inv->id, 32);
+    shoal_json_lit(j, "\",\"size\":");
+    shoal_json_u64(j, inv->group);
+    shoal_json_lit(j, ",\"ranks\":[");
+    for (uint32_t r = 0; r < inv->group; r++) {
+        if (r > 0)
+            shoal_json_lit(j, ",");
+        shoal_json_u64(j, r);
+    }
+    shoal_json_lit(j, "],\"transport\":\"shm\"}}");
+    return shoal_json_error(j);
 }
 
 /* Sends INVOKE for inv to w. 0, or -errno with inv untouched. */
@@ -525,11 +669,17 @@ static int dispatch(shoal_inv_t *inv, worker_t *w)
     placement_t *pl;
     uint64_t now = now_ms(s);
     uint64_t left = inv->deadline > now ? inv->deadline - now : 1;
+    uv_buf_t tail = uv_buf_init("}", 1);
     char mid[160];
     int n, err;
 
     if (fn->json.len == 0)
         return -ENOMEM;
+    if (inv->group > 1) {
+        if (group_meta(s, inv) < 0)
+            return -ENOMEM;
+        tail = uv_buf_init(s->gmeta.buf, (unsigned)s->gmeta.len);
+    }
     if ((pl = placement_get(fn, w)) == NULL)
         return -ENOMEM;
     n = snprintf(mid, sizeof(mid),
@@ -538,7 +688,7 @@ static int dispatch(shoal_inv_t *inv, worker_t *w)
     uv_buf_t meta[5] = {
         uv_buf_init("{\"fn\":", 6),    uv_buf_init(fn->json.buf, (unsigned)fn->json.len),
         uv_buf_init(mid, (unsigned)n), uv_buf_init(inv->meta.buf, (unsigned)inv->meta.len),
-        uv_buf_init("}", 1),
+        tail,
     };
     if ((err = shoal_conn_send(w->conn, SHOAL_FRAME_INVOKE, dispatch_id(inv), meta, 5, inv->input,
                                inv->input_len, NULL)) < 0) {
@@ -551,8 +701,14 @@ static int dispatch(shoal_inv_t *inv, worker_t *w)
     inv->w = w;
     inv->pl = pl;
     list_push(&w->inflight, NULL, inv);
-    w->busy++;
-    pl->busy++;
+    /* A group's ranks are busy until its one RESULT comes back. */
+    w->busy += inv->group;
+    pl->busy += inv->group;
+    if (inv->group > 1) {
+        w->groups++;
+        w->group_ranks += inv->group;
+        s->group_ranks += inv->group;
+    }
     fn->inflight++;
     s->inflight++;
     uv_timer_start(&inv->timer, inv_timer_cb, left + opt_or(s->o.grace_ms, 2000), 0);
@@ -570,37 +726,55 @@ static void arm_queued(shoal_inv_t *inv)
     uv_timer_start(&inv->timer, inv_timer_cb, due > now ? due - now : 0, 0);
 }
 
-static void enqueue(shoal_inv_t *inv)
+/* Links inv into the queue, at its tail or (a refused invocation going back) its head. */
+static void queue_link(shoal_inv_t *inv, int at_head)
 {
     shoal_sched_t *s = inv->s;
 
     inv->state = INV_QUEUED;
-    inv->nw_deadline = s->nready == 0 ? now_ms(s) + opt_or(s->o.no_worker_wait_ms, 5000) : 0;
-    list_push(&s->qhead, &s->qtail, inv);
+    if (at_head) {
+        list_push(&s->qhead, NULL, inv);
+        if (s->qtail == NULL)
+            s->qtail = inv;
+    } else {
+        list_push(&s->qhead, &s->qtail, inv);
+    }
     s->queued++;
+    if (inv->group > 1)
+        s->queued_groups++;
     arm_queued(inv);
+}
+
+static void enqueue(shoal_inv_t *inv)
+{
+    shoal_sched_t *s = inv->s;
+
+    inv->nw_deadline = s->nready == 0 ? now_ms(s) + opt_or(s->o.no_worker_wait_ms, 5000) : 0;
+    queue_link(inv, 0);
+    /* The oldest waiting group claims a worker; with no claim standing, every group queued
+     * before this one has no worker that could ever host it. */
+    if (inv->group > 1 && s->reserved_for == NULL &&
+        (s->reserved = claim_for(s, inv->fn, inv->group, NULL)) != NULL)
+        s->reserved_for = inv;
 }
 
 /* Puts an invocation a worker refused as overloaded back at the head of the queue: it never
  * started, and it keeps its place ahead of newer work. */
 static void requeue(shoal_inv_t *inv)
 {
-    shoal_sched_t *s = inv->s;
-
     inv->requeues++;
     inv_detach(inv);
-    inv->state = INV_QUEUED;
     inv->nw_deadline = 0;
-    list_push(&s->qhead, NULL, inv);
-    if (s->qtail == NULL)
-        s->qtail = inv;
-    s->queued++;
-    arm_queued(inv);
+    queue_link(inv, 1);
 }
 
+/* Places what it can of the queue, in order, and renews the claim of the oldest waiting group:
+ * work queued after that group is kept off the worker it claimed. */
 static void drain(shoal_sched_t *s)
 {
-    shoal_inv_t *inv, *next;
+    shoal_inv_t *inv, *next, *holder = NULL;
+    worker_t *claimed = NULL, *prev = s->reserved;
+    uint32_t holder_gen = 0;
 
     if (s->draining || s->qhead == NULL)
         return;
@@ -611,16 +785,38 @@ static void drain(shoal_sched_t *s)
             fail(inv, SHOAL_API_NOT_FOUND, "function '%s' was deleted", inv->fn->fn.name);
             continue;
         }
-        worker_t *w = place(s, inv->fn);
-        if (w == NULL)
+        worker_t *w = inv->group > 1 ? place_group(s, inv->fn, inv->group, claimed)
+                                     : place(s, inv->fn, claimed);
+        if (w == NULL) {
+            if (inv->group > 1 && holder == NULL &&
+                (claimed = claim_for(s, inv->fn, inv->group, prev)) != NULL) {
+                holder = inv;
+                holder_gen = inv->gen;
+            }
             continue;
-        list_remove(&s->qhead, &s->qtail, inv);
-        s->queued--;
-        uv_timer_stop(&inv->timer);
+        }
+        inv_detach(inv);
         inv->state = INV_FREE; /* neither queued nor dispatched while we try */
         if (dispatch(inv, w) < 0)
             fail(inv, SHOAL_API_INTERNAL, "cannot dispatch the invocation");
     }
+    /* Stopped early for want of capacity: the oldest group that can claim a worker may be among
+     * those not looked at. */
+    if (holder == NULL && s->queued_groups > 0) {
+        for (inv = s->qhead; inv != NULL; inv = inv->next) {
+            if (inv->group > 1 && !inv->fn->deleted &&
+                (claimed = claim_for(s, inv->fn, inv->group, prev)) != NULL) {
+                holder = inv;
+                holder_gen = inv->gen;
+                break;
+            }
+        }
+    }
+    /* A callback run by fail() may have ended the holder meanwhile (and its record been reused). */
+    if (holder != NULL && (holder->state != INV_QUEUED || holder->gen != holder_gen))
+        holder = NULL, claimed = NULL;
+    s->reserved = claimed;
+    s->reserved_for = holder;
     s->draining = 0;
 }
 
@@ -644,6 +840,23 @@ static void inv_timer_cb(uv_timer_t *t)
     }
     inv->nw_deadline = 0;
     if (now_ms(s) >= inv->deadline) {
+        if (inv->group > 1) {
+            uint32_t largest = 0;
+            for (const worker_t *w = s->workers; w; w = w->next)
+                if (w->ready && group_cap(w, inv->fn) > largest)
+                    largest = group_cap(w, inv->fn);
+            if (largest < inv->group)
+                fail(inv, SHOAL_API_TIMEOUT,
+                     "timed out after %u ms waiting for one worker to host a group of %u ranks: "
+                     "the largest can host %u, and cross-node groups are not implemented yet",
+                     inv->timeout_ms, inv->group, largest);
+            else
+                fail(inv, SHOAL_API_TIMEOUT,
+                     "timed out after %u ms waiting for one worker with %u free slots for the "
+                     "group",
+                     inv->timeout_ms, inv->group);
+            return;
+        }
         fail(inv, SHOAL_API_TIMEOUT, "timed out after %u ms waiting for a free instance",
              inv->timeout_ms);
         return;
@@ -653,6 +866,7 @@ static void inv_timer_cb(uv_timer_t *t)
 
 int shoal_sched_invoke(shoal_sched_t *s, const shoal_inv_req_t *r, shoal_inv_t **out)
 {
+    uint32_t group = r->group > 1 ? r->group : 1;
     shoal_inv_t *inv;
     worker_t *w;
 
@@ -660,7 +874,12 @@ int shoal_sched_invoke(shoal_sched_t *s, const shoal_inv_req_t *r, shoal_inv_t *
         return -ESHUTDOWN;
     if (r->fn == NULL || r->fn->deleted)
         return -ENOENT;
-    w = place(s, r->fn);
+    if (group > SHOAL_SCHED_GROUP_MAX)
+        return -EINVAL;
+    if (group > 1 && shoal_sched_group_check(s, r->fn, group, NULL, 0) < 0)
+        return -E2BIG;
+    /* New work never lands on the worker a waiting group has claimed. */
+    w = group > 1 ? place_group(s, r->fn, group, s->reserved) : place(s, r->fn, s->reserved);
     if (w == NULL && s->queued >= s->o.queue_max)
         return -EAGAIN;
     if ((inv = inv_alloc(s)) == NULL)
@@ -676,6 +895,7 @@ int shoal_sched_invoke(shoal_sched_t *s, const shoal_inv_req_t *r, shoal_inv_t *
     }
     inv->input = r->input;
     inv->input_len = r->input_len;
+    inv->group = group;
     inv->depth = r->depth;
     inv->timeout_ms = r->timeout_ms && r->timeout_ms < r->fn->fn.timeout_ms ? r->timeout_ms
                                                                             : r->fn->fn.timeout_ms;
@@ -684,6 +904,8 @@ int shoal_sched_invoke(shoal_sched_t *s, const shoal_inv_req_t *r, shoal_inv_t *
     inv->cb = r->cb;
     inv->opaque = r->opaque;
     inv->call_worker = 0;
+    if (group > 1)
+        s->groups++;
     if (w != NULL && dispatch(inv, w) == 0) {
         *out = inv;
         return 0;
@@ -696,8 +918,12 @@ int shoal_sched_invoke(shoal_sched_t *s, const shoal_inv_req_t *r, shoal_inv_t *
 void shoal_sched_cancel(shoal_inv_t *inv)
 {
     if (inv->state == INV_QUEUED) {
-        inv_detach(inv);
+        shoal_sched_t *s = inv->s;
+        int freed = inv_detach(inv);
         inv_release(inv);
+        /* A group that gave up lets others onto the worker it had claimed. */
+        if (freed)
+            drain(s);
         return;
     }
     inv->cb = NULL;
@@ -1191,10 +1417,12 @@ static int on_call(worker_t *w, const shoal_frame_hdr *h, const uint8_t *payload
     json_t *m = parse_meta(payload, h->len, &data, &dlen, NULL, NULL);
     const char *name;
     uint64_t depth, timeout;
+    json_int_t group = 1;
+    json_t *gv;
     shoal_fnent_t *fn;
     shoal_inv_result_t res;
     shoal_inv_t *inv = NULL;
-    char id[33], msg[160];
+    char id[33], msg[256];
     int err;
 
     if (m == NULL || (name = json_string_value(json_object_get(m, "function"))) == NULL ||
@@ -1203,6 +1431,14 @@ static int on_call(worker_t *w, const shoal_frame_hdr *h, const uint8_t *payload
         json_decref(m);
         shoal_conn_close(w->conn, "CALL meta needs \"function\" and numeric depth and timeout_ms");
         return 0;
+    }
+    if ((gv = json_object_get(m, "group")) != NULL) {
+        if (!json_is_integer(gv)) {
+            json_decref(m);
+            shoal_conn_close(w->conn, "CALL \"group\" must be an integer");
+            return 0;
+        }
+        group = json_integer_value(gv);
     }
     memset(&res, 0, sizeof(res));
     fn = shoal_fntable_find(s->fns, name, strlen(name));
@@ -1213,6 +1449,12 @@ static int on_call(worker_t *w, const shoal_frame_hdr *h, const uint8_t *payload
     } else if (fn == NULL || fn->deleted) {
         res.code = SHOAL_API_NOT_FOUND;
         snprintf(msg, sizeof(msg), "function '%.64s' not found", name);
+    } else if (group < 1 || group > SHOAL_SCHED_GROUP_MAX) {
+        res.code = SHOAL_API_BAD_QUERY;
+        snprintf(msg, sizeof(msg), "a group has 1..%d ranks, not %lld", SHOAL_SCHED_GROUP_MAX,
+                 (long long)group);
+    } else if (shoal_sched_group_check(s, fn, (uint32_t)group, msg, sizeof(msg)) < 0) {
+        res.code = SHOAL_API_GROUP_TOO_LARGE;
     }
     json_decref(m);
     if (res.code == SHOAL_API_OK) {
@@ -1241,6 +1483,7 @@ static int on_call(worker_t *w, const shoal_frame_hdr *h, const uint8_t *payload
         r.input = copy;
         r.input_len = dlen;
         r.depth = (uint32_t)depth + 1;
+        r.group = (uint32_t)group;
         r.timeout_ms = (uint32_t)timeout;
         err = shoal_json_error(j) < 0 ? -ENOMEM : shoal_sched_invoke(s, &r, &inv);
         if (err == 0) {
@@ -1412,10 +1655,19 @@ static void on_conn_close(shoal_conn_t *c, void *opaque, int reason)
     w->prev = w->next = NULL;
     w->conn = NULL;
 
+    if (s->reserved == w) {
+        /* The group that claimed it claims another at the next drain (below at the latest). */
+        s->reserved = NULL;
+        s->reserved_for = NULL;
+    }
     while ((inv = w->inflight) != NULL) {
+        shoal_api_err_t code = s->shutdown ? SHOAL_API_SHUTTING_DOWN : SHOAL_API_WORKER_LOST;
         /* The callee's caller may be this very worker: its CALL_RESULT goes nowhere. */
-        fail(inv, s->shutdown ? SHOAL_API_SHUTTING_DOWN : SHOAL_API_WORKER_LOST,
-             "worker %s was lost while running the function", w->node);
+        if (inv->group > 1)
+            fail(inv, code, "worker %s was lost while running a group of %u ranks", w->node,
+                 inv->group);
+        else
+            fail(inv, code, "worker %s was lost while running the function", w->node);
     }
     while ((p = w->placements) != NULL)
         placement_free(p);
@@ -1427,6 +1679,8 @@ static void on_conn_close(shoal_conn_t *c, void *opaque, int reason)
             arm_queued(inv);
         }
     }
+    if (!s->shutdown)
+        drain(s);
     check_pubs(s);
 }
 
@@ -1515,6 +1769,7 @@ int shoal_sched_create(uv_loop_t *loop, const shoal_sched_opts_t *o, shoal_sched
     }
     shoal_api_idgen_init(&s->idgen);
     shoal_json_init(&s->scratch);
+    shoal_json_init(&s->gmeta);
     s->conn_cbs.on_frame = on_frame;
     s->conn_cbs.on_close = on_conn_close;
     s->conn_cbs.on_released = on_conn_released;
@@ -1625,6 +1880,7 @@ void shoal_sched_destroy(shoal_sched_t *s)
     /* Placements died with their workers; nothing else points into the table. */
     shoal_fntable_destroy(s->fns);
     shoal_json_free(&s->scratch);
+    shoal_json_free(&s->gmeta);
     free(s);
 }
 
@@ -1641,6 +1897,8 @@ void shoal_sched_stats(const shoal_sched_t *s, shoal_sched_stats_t *st)
     }
     st->queued = s->queued;
     st->inflight = s->inflight;
+    st->group_ranks = s->group_ranks;
+    st->groups = s->groups;
     st->functions = (uint32_t)shoal_fntable_live(s->fns);
     memcpy(st->results, s->results, sizeof(st->results));
 }
@@ -1671,6 +1929,10 @@ void shoal_sched_workers_json(const shoal_sched_t *s, shoal_json_t *j)
         shoal_json_u64(j, w->reported_busy);
         shoal_json_lit(j, ",\"inflight\":");
         shoal_json_u64(j, w->busy);
+        shoal_json_lit(j, ",\"groups\":");
+        shoal_json_u64(j, w->groups);
+        shoal_json_lit(j, ",\"group_ranks\":");
+        shoal_json_u64(j, w->group_ranks);
         shoal_json_lit(j, ",\"stems\":");
         shoal_json_u64(j, w->stems);
         shoal_api_rfc3339(w->connected_ms, t);

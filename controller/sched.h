@@ -25,6 +25,23 @@
  * referenced until it ends. With no ready worker at all, an invocation waits
  * at most no_worker_wait_ms (5 s) for one and then fails no_workers.
  *
+ * Groups. An invocation with group = N > 1 (HTTP ?group=N, or a CALL with "group") runs as N
+ * instances, ranks 0..N-1, and is scheduled as one unit, all or nothing: it is dispatched only when
+ * one worker has N free ranks right now (slots minus busy, where busy counts every rank of every
+ * group in flight until its single RESULT, and fewer than max_instances of the function after
+ * them), as one INVOKE carrying "group" (frame.h); the worker with the most free slots is
+ * filled first. Workers host whole groups for now (cross-node groups are later work), so a group
+ * that would fit the cluster only split over several workers waits for one worker to have room.
+ * Nothing is ever reserved rank by rank, so no group can hold part of the cluster while it waits
+ * for the rest. A waiting group is kept from starving by a soft reservation: the oldest queued
+ * group that some worker could ever host claims the worker closest to having room for it, and no
+ * invocation queued or arriving after it is placed there until it has been; the claim moves only
+ * to a worker with strictly more room, so that room only grows. A group larger than the ready
+ * workers can ever hold (each contributing min(slots, max_instances, SHOAL_ARENA_MAX_RANKS)) is
+ * refused at once (-E2BIG: HTTP 400 group_too_large); with no worker ready it waits for one as
+ * any invocation does. The worker's RESULT (rank 0's output, or the first failing rank's error)
+ * answers the group like a plain invocation; a lost worker fails it worker_lost.
+ *
  * Deadlines. An invocation's deadline is its arrival plus its timeout (the function's, or less
  * for a shoal_call whose caller has less left). The worker is told the time left and answers
  * timeout itself; the controller's own timer fires grace_ms (2 s) after the deadline as a
@@ -54,6 +71,9 @@
 #include "controller/fntable.h"
 #include "controller/json.h"
 #include "controller/registry.h"
+
+/* The most ranks a group may have (HTTP ?group=N and CALL "group"). */
+#define SHOAL_SCHED_GROUP_MAX 1024
 
 typedef struct shoal_sched shoal_sched_t;
 typedef struct shoal_inv shoal_inv_t;
@@ -96,6 +116,7 @@ typedef struct {
     const void *input; /* borrowed: must stay valid until the callback or shoal_sched_cancel */
     size_t input_len;
     uint32_t depth;      /* shoal_call nesting; 0 for HTTP */
+    uint32_t group;      /* ranks, 1..SHOAL_SCHED_GROUP_MAX; 0 or 1 is a plain invocation */
     uint32_t timeout_ms; /* 0: the function's timeout */
     shoal_inv_cb cb;
     void *opaque;
@@ -105,7 +126,9 @@ typedef struct {
     uint32_t workers;                      /* ready workers */
     uint32_t slots;                        /* their slots in total */
     uint32_t queued;                       /* invocations waiting */
-    uint32_t inflight;                     /* invocations dispatched */
+    uint32_t inflight;                     /* invocations dispatched (a group counts once) */
+    uint32_t group_ranks;                  /* ranks of the groups dispatched */
+    uint64_t groups;                       /* group invocations (N > 1) accepted, ever */
     uint32_t functions;                    /* live functions */
     uint64_t results[SHOAL_API_ERR_COUNT]; /* invocations answered, by outcome */
 } shoal_sched_stats_t;
@@ -136,8 +159,13 @@ void shoal_sched_publish_cancel(shoal_sched_pub_t *p);
 
 /* Starts an invocation. On success *out identifies it and cb runs exactly once, later (never
  * from inside this call), unless cancelled. Errors (cb never runs): -ENOENT (function deleted),
- * -EAGAIN (queue full), -ESHUTDOWN, -ENOMEM. */
+ * -EAGAIN (queue full), -E2BIG (a group larger than the cluster can ever hold: see
+ * shoal_sched_group_check), -EINVAL (group beyond SHOAL_SCHED_GROUP_MAX), -ESHUTDOWN, -ENOMEM. */
 int shoal_sched_invoke(shoal_sched_t *s, const shoal_inv_req_t *r, shoal_inv_t **out);
+/* Whether the ready workers could ever hold a group of n ranks of fn: 0 when they can (or when no
+ * worker is ready, as the group then waits for one), else -E2BIG with a message naming n and the
+ * capacity in msg (when msg is not NULL). */
+int shoal_sched_group_check(shoal_sched_t *s, shoal_fnent_t *fn, uint32_t n, char *msg, size_t len);
 /* The caller lost interest (its client went away): cb will not run; a queued invocation is
  * dropped, a dispatched one runs to the end and its result is discarded. */
 void shoal_sched_cancel(shoal_inv_t *inv);
@@ -147,8 +175,8 @@ void shoal_sched_count(shoal_sched_t *s, shoal_api_err_t code);
 int shoal_sched_new_id(shoal_sched_t *s, char out[33]);
 
 void shoal_sched_stats(const shoal_sched_t *s, shoal_sched_stats_t *st);
-/* Appends {"workers":[...]}: every ready worker with its node, address, slots, load and the
- * pools of its last STATUS. */
+/* Appends {"workers":[...]}: every ready worker with its node, address, slots, load (group ranks
+ * included, and apart) and the pools of its last STATUS. */
 void shoal_sched_workers_json(const shoal_sched_t *s, shoal_json_t *j);
 
 /* Begins shutdown: stops listening, answers every invocation shutting_down, completes pending

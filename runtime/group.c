@@ -1,10 +1,22 @@
 /*
- * group - the group and collective part of shoal.h for an invocation that is not part of a group:
- * rank 0 of a group of size 1. Every collective completes at once with its size-1 meaning (the
- * root's data is everyone's data); messages to oneself queue in order; anything that names
- * another rank is -EINVAL. Issue 3 replaces this file with groups over shared arenas.
+ * group - the group and collective part of shoal.h.
+ *
+ * Inside a group (the invocation came with SHOAL_INVOKE_GROUP and runtime.c joined the group's
+ * arena before shoal_main), every call maps 1:1 onto the same-node collective engine
+ * (transport/coll.h): buffers it hands out are views into the arena and stay valid until
+ * shoal_main returns, when runtime.c leaves the group. The engine ignores what does not matter on
+ * a rank (parts of scatter and gather, bcast's data and reduce's out away from the root), so a
+ * non-root may pass NULL or zeroed arrays there.
+ *
+ * Outside a group the invocation is rank 0 of a group of size 1: every collective completes at
+ * once with its size-1 meaning (the root's data is everyone's data), messages to oneself queue in
+ * order, and anything that names another rank is -EINVAL.
+ *
+ * In both cases a recv from oneself with nothing sent can never complete (one thread per rank):
+ * it fails with -EDEADLK instead of waiting for the deadline.
  */
 #include <errno.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -32,37 +44,32 @@ static int op_valid(shoal_op op)
 int shoal_call_group(shoal_ctx *ctx, const char *function, int n, const void *in, size_t len,
                      shoal_buf *out)
 {
-    (void)ctx;
-    (void)function;
-    (void)n;
-    (void)in;
-    (void)len;
-    (void)out;
-    return -ENOSYS;
+    if (n < 1 || (unsigned)n > SHOAL_CHANNEL_GROUP_MAX)
+        return -EINVAL;
+    return shoal_rt_call(ctx, function, (uint32_t)n, in, len, out);
 }
 
 int shoal_rank(const shoal_ctx *ctx)
 {
-    (void)ctx;
-    return 0;
+    return ctx->coll != NULL ? shoal_coll_rank(ctx->coll) : 0;
 }
 
 int shoal_size(const shoal_ctx *ctx)
 {
-    (void)ctx;
-    return 1;
+    return ctx->coll != NULL ? shoal_coll_size(ctx->coll) : 1;
 }
 
 int shoal_barrier(shoal_ctx *ctx)
 {
-    (void)ctx;
-    return 0;
+    return ctx->coll != NULL ? shoal_coll_barrier(ctx->coll) : 0;
 }
 
 int shoal_send(shoal_ctx *ctx, int dst, const void *data, size_t len)
 {
     shoal_rt_selfmsg_t *m;
 
+    if (ctx->coll != NULL)
+        return shoal_coll_send(ctx->coll, dst, data, len);
     if (dst != 0 || (data == NULL && len > 0))
         return -EINVAL;
     if (len > ctx->ch->lay.body_max)
@@ -85,6 +92,18 @@ int shoal_recv(shoal_ctx *ctx, int src, shoal_buf *out)
 {
     shoal_rt_selfmsg_t *m;
 
+    if (ctx->coll != NULL) {
+        int me = shoal_coll_rank(ctx->coll);
+
+        if (src == me && out != NULL) {
+            /* Only this rank writes both counters of its ring to itself. */
+            shoal_arena_mbox *mb = shoal_arena_mbox_of(shoal_coll_arena(ctx->coll), me, me);
+            if (atomic_load_explicit(&mb->head, memory_order_relaxed) ==
+                atomic_load_explicit(&mb->tail, memory_order_relaxed))
+                return -EDEADLK;
+        }
+        return shoal_coll_recv(ctx->coll, src, out);
+    }
     if (src != 0 || out == NULL)
         return -EINVAL;
     /* Nobody else can ever send to us: waiting would never end. */
@@ -103,7 +122,8 @@ int shoal_recv(shoal_ctx *ctx, int src, shoal_buf *out)
 
 int shoal_bcast(shoal_ctx *ctx, int root, const void *data, size_t len, shoal_buf *out)
 {
-    (void)ctx;
+    if (ctx->coll != NULL)
+        return shoal_coll_bcast(ctx->coll, root, data, len, out);
     if (root != 0 || out == NULL || (data == NULL && len > 0))
         return -EINVAL;
     out->data = data;
@@ -113,7 +133,8 @@ int shoal_bcast(shoal_ctx *ctx, int root, const void *data, size_t len, shoal_bu
 
 int shoal_scatter(shoal_ctx *ctx, int root, const shoal_buf *parts, shoal_buf *out)
 {
-    (void)ctx;
+    if (ctx->coll != NULL)
+        return shoal_coll_scatter(ctx->coll, root, parts, out);
     if (root != 0 || parts == NULL || out == NULL)
         return -EINVAL;
     *out = parts[0];
@@ -122,7 +143,8 @@ int shoal_scatter(shoal_ctx *ctx, int root, const shoal_buf *parts, shoal_buf *o
 
 int shoal_gather(shoal_ctx *ctx, int root, const void *data, size_t len, shoal_buf *parts)
 {
-    (void)ctx;
+    if (ctx->coll != NULL)
+        return shoal_coll_gather(ctx->coll, root, data, len, parts);
     if (root != 0 || parts == NULL || (data == NULL && len > 0))
         return -EINVAL;
     parts[0].data = data;
@@ -135,7 +157,8 @@ int shoal_reduce(shoal_ctx *ctx, int root, const void *in, void *out, size_t cou
 {
     size_t size = dtype_size(type);
 
-    (void)ctx;
+    if (ctx->coll != NULL)
+        return shoal_coll_reduce(ctx->coll, root, in, out, count, type, op);
     if (root != 0 || size == 0 || !op_valid(op) || (count > 0 && (in == NULL || out == NULL)))
         return -EINVAL;
     if (count > SIZE_MAX / size)
@@ -149,12 +172,15 @@ int shoal_reduce(shoal_ctx *ctx, int root, const void *in, void *out, size_t cou
 int shoal_allreduce(shoal_ctx *ctx, const void *in, void *out, size_t count, shoal_dtype type,
                     shoal_op op)
 {
+    if (ctx->coll != NULL)
+        return shoal_coll_allreduce(ctx->coll, in, out, count, type, op);
     return shoal_reduce(ctx, 0, in, out, count, type, op);
 }
 
 int shoal_shuffle(shoal_ctx *ctx, const shoal_buf *send, shoal_buf *recv)
 {
-    (void)ctx;
+    if (ctx->coll != NULL)
+        return shoal_coll_shuffle(ctx->coll, send, recv);
     if (send == NULL || recv == NULL)
         return -EINVAL;
     recv[0] = send[0];

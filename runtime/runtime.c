@@ -50,6 +50,9 @@ static void free_list(shoal_rt_selfmsg_t *m)
 
 void shoal_rt_reset(shoal_rt_ctx *ctx)
 {
+    /* Left when its invocation ends (shoal_rt_run); this only covers an abandoned group. */
+    shoal_coll_destroy(ctx->coll);
+    ctx->coll = NULL;
     free_list(ctx->selfq_head);
     free_list(ctx->selfq_done);
     ctx->selfq_head = ctx->selfq_tail = ctx->selfq_done = NULL;
@@ -77,11 +80,51 @@ static int send_up(shoal_rt_ctx *ctx, uint16_t type, const struct iovec *iov, in
     return shoal_channel_notify(ctx->ch, ctx->ctl_fd, 0);
 }
 
+/* Takes the SHOAL_CTL_GROUP message the worker sent before the INVOKE record inv and maps the
+ * group's arena. 0, -ECONNRESET (the worker closed the socket: the process should end) or
+ * another -errno (this invocation cannot run). */
+static int group_join(shoal_rt_ctx *ctx, const shoal_msg_invoke_t *inv)
+{
+    shoal_ctl_group_t g;
+    int fd = -1, nfds, err;
+    ssize_t n;
+
+    n = shoal_channel_ctl_recv(ctx->ctl_fd, &g, sizeof(g), &fd, 1, &nfds);
+    if (n == 0)
+        return -ECONNRESET;
+    if (n < 0) {
+        err = (int)n;
+    } else if (n != (ssize_t)sizeof(g) || nfds != 1 || g.magic != SHOAL_CTL_MAGIC ||
+               g.type != SHOAL_CTL_GROUP || g.seq != inv->seq || g.size < 1 ||
+               g.size > SHOAL_ARENA_MAX_RANKS || g.rank < 0 || g.rank >= g.size) {
+        err = -EPROTO;
+    } else {
+        err = shoal_coll_create(&ctx->coll, fd, g.rank, g.size, g.deadline_ns);
+    }
+    if (nfds > 0)
+        close(fd);
+    return err;
+}
+
+/* Leaves the group after shoal_main returned. A rank that failed says so first, so that peers
+ * blocked in a collective that needs it return at once rather than when it is gone. */
+static void group_leave(shoal_rt_ctx *ctx, int failed)
+{
+    if (ctx->coll == NULL)
+        return;
+    if (failed)
+        shoal_arena_abort(shoal_coll_arena(ctx->coll), shoal_coll_rank(ctx->coll),
+                          SHOAL_ARENA_FAIL_LEFT);
+    shoal_coll_destroy(ctx->coll);
+    ctx->coll = NULL;
+}
+
 int shoal_rt_run(shoal_rt_ctx *ctx, shoal_main_fn fn, const shoal_msg_invoke_t *inv)
 {
     shoal_msg_done_t done;
     struct iovec iov[3];
-    int rc;
+    uint32_t flags = 0;
+    int rc, err;
 
     shoal_rt_reset(ctx);
     if (inv->meta_len > ctx->ch->lay.meta_cap || inv->input_len > ctx->ch->lay.in_cap)
@@ -92,14 +135,22 @@ int shoal_rt_run(shoal_rt_ctx *ctx, shoal_main_fn fn, const shoal_msg_invoke_t *
     ctx->input_len = inv->input_len;
     ctx->depth = inv->depth;
 
-    rc = fn(ctx);
+    if ((inv->flags & SHOAL_INVOKE_GROUP) && (err = group_join(ctx, inv)) < 0) {
+        if (err == -ECONNRESET)
+            return err;
+        rc = shoal_error(ctx, "cannot join the group: %s", strerror(-err));
+        flags = SHOAL_DONE_NO_GROUP;
+    } else {
+        rc = fn(ctx);
+        group_leave(ctx, rc != 0 || ctx->too_large != 0);
+    }
 
     memset(&done, 0, sizeof(done));
     done.seq = ctx->seq;
     done.rc = rc;
     done.status = rc == 0 ? (uint32_t)ctx->status : 0;
     done.out_len = ctx->too_large ? ctx->too_large : ctx->out_len;
-    done.flags = ctx->too_large ? SHOAL_DONE_TOO_LARGE : 0;
+    done.flags = (ctx->too_large ? SHOAL_DONE_TOO_LARGE : 0) | flags;
     done.out_hw = ctx->out_hw;
     done.call_hw = ctx->call_hw;
     done.err_len = rc != 0 ? ctx->err_len : 0;
@@ -312,6 +363,12 @@ int shoal_set_meta(shoal_ctx *ctx, const char *key, const char *value)
 
 int shoal_call(shoal_ctx *ctx, const char *function, const void *in, size_t len, shoal_buf *out)
 {
+    return shoal_rt_call(ctx, function, 0, in, len, out);
+}
+
+int shoal_rt_call(shoal_rt_ctx *ctx, const char *function, uint32_t group, const void *in,
+                  size_t len, shoal_buf *out)
+{
     const shoal_channel_layout_t *lay = &ctx->ch->lay;
     shoal_msg_call_t call;
     shoal_msg_call_done_t done;
@@ -340,6 +397,7 @@ int shoal_call(shoal_ctx *ctx, const char *function, const void *in, size_t len,
     if (call.out_cap > lay->body_max)
         call.out_cap = lay->body_max;
     call.name_len = (uint32_t)nlen;
+    call.group = group;
     if (len > 0)
         memcpy(ctx->ch->call + call.in_off, in, len);
     if (call.in_off + len > ctx->call_hw)

@@ -4,7 +4,9 @@
  * One process serves one invocation at a time, on one thread, so the context is a single object
  * (shoal_rt_ctx) that lives for the life of the process. An invocation goes: INVOKE record on the
  * down ring -> the context is reset and pointed at the meta and input areas -> shoal_main ->
- * DONE record on the up ring (output in place in the output area) -> doorbell. Everything handed
+ * DONE record on the up ring (output in place in the output area) -> doorbell. An INVOKE flagged
+ * SHOAL_INVOKE_GROUP first joins the group whose arena came on the control socket (group.c
+ * implements the collectives over it) and leaves it once shoal_main returned. Everything handed
  * to the function (input, meta strings, shoal_call results, collective buffers) stays valid until
  * shoal_main returns; per-invocation heap memory is freed when the next invocation starts or the
  * process ends.
@@ -17,6 +19,7 @@
 
 #include "include/shoal.h"
 #include "transport/channel.h"
+#include "transport/coll.h"
 
 typedef int (*shoal_main_fn)(shoal_ctx *ctx);
 
@@ -50,6 +53,9 @@ struct shoal_ctx {
     int log_capped;
     /* shoal_call */
     uint64_t call_bump, call_hw, call_seq;
+    /* the group this invocation is a rank of (NULL outside a group): joined before shoal_main,
+     * left after it returns */
+    shoal_coll_t *coll;
     /* collectives at size 1 */
     shoal_rt_selfmsg_t *selfq_head, *selfq_tail;
     shoal_rt_selfmsg_t *selfq_done; /* received, kept until the invocation ends */
@@ -77,5 +83,9 @@ void shoal_rt_reset(shoal_rt_ctx *ctx);
 int shoal_rt_run(shoal_rt_ctx *ctx, shoal_main_fn fn, const shoal_msg_invoke_t *inv);
 /* Serves invocations forever; returns only on a broken channel (-errno). */
 int shoal_rt_serve(shoal_rt_ctx *ctx, shoal_main_fn fn);
+/* shoal_call (group 0) and shoal_call_group (group = N >= 1): one CALL record, then waits for its
+ * CALL_DONE. */
+int shoal_rt_call(shoal_rt_ctx *ctx, const char *function, uint32_t group, const void *in,
+                  size_t len, shoal_buf *out);
 
 #endif

@@ -15,6 +15,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "arena.h"
+
 #define PAGE_ALIGN(x)                                                                              \
     (((uint64_t)(x) + SHOAL_CHANNEL_PAGE - 1) & ~(uint64_t)(SHOAL_CHANNEL_PAGE - 1))
 
@@ -307,6 +309,60 @@ int shoal_channel_punch(shoal_channel_t *ch, uint64_t off, uint64_t len)
     return 0;
 }
 
+/* ---- groups ---- */
+
+uint64_t shoal_channel_group_data(int nranks, uint32_t memory_mb)
+{
+    uint64_t want = (uint64_t)(nranks > 0 ? nranks : 1) * ((uint64_t)memory_mb << 20);
+
+    if (want < SHOAL_CHANNEL_GROUP_DATA_MIN)
+        return SHOAL_CHANNEL_GROUP_DATA_MIN;
+    return want > SHOAL_CHANNEL_GROUP_DATA_MAX ? SHOAL_CHANNEL_GROUP_DATA_MAX : want;
+}
+
+uint64_t shoal_channel_group_map_max(uint32_t memory_mb)
+{
+    /* Both the data capacity and the control area grow with the number of ranks. */
+    return shoal_arena_size(SHOAL_ARENA_MAX_RANKS,
+                            shoal_channel_group_data(SHOAL_ARENA_MAX_RANKS, memory_mb));
+}
+
+ssize_t shoal_channel_ctl_recv(int sock, void *buf, size_t size, int *fds, int maxfds, int *nfds)
+{
+    union {
+        char buf[CMSG_SPACE(4 * sizeof(int))];
+        struct cmsghdr align;
+    } cbuf;
+    struct iovec iov = {buf, size};
+    struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1};
+    struct cmsghdr *c;
+    ssize_t n;
+
+    *nfds = 0;
+    msg.msg_control = cbuf.buf;
+    msg.msg_controllen = sizeof(cbuf.buf);
+    do
+        n = recvmsg(sock, &msg, MSG_CMSG_CLOEXEC);
+    while (n < 0 && errno == EINTR);
+    if (n < 0)
+        return -errno;
+    for (c = CMSG_FIRSTHDR(&msg); c != NULL; c = CMSG_NXTHDR(&msg, c)) {
+        if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS)
+            continue;
+        for (size_t i = 0; i < (c->cmsg_len - CMSG_LEN(0)) / sizeof(int); i++) {
+            int fd;
+            memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof(int));
+            if (*nfds < maxfds)
+                fds[(*nfds)++] = fd;
+            else
+                close(fd);
+        }
+    }
+    if (msg.msg_flags & (MSG_TRUNC | MSG_CTRUNC))
+        return -EMSGSIZE;
+    return n;
+}
+
 /* ---- decoding what the instance sent ---- */
 
 /* off + len <= cap without overflow. */
@@ -333,7 +389,7 @@ int shoal_channel_decode_up(const shoal_channel_layout_t *lay, uint16_t type, co
             return -EPROTO;
         if (!(d->flags & SHOAL_DONE_TOO_LARGE) && d->out_len > lay->out_cap)
             return -EPROTO;
-        if (d->flags & ~(uint32_t)SHOAL_DONE_TOO_LARGE)
+        if (d->flags & ~(uint32_t)(SHOAL_DONE_TOO_LARGE | SHOAL_DONE_NO_GROUP))
             return -EPROTO;
         /* High-water marks only steer punching: clamp rather than reject. */
         if (d->out_hw > lay->out_cap)
@@ -361,7 +417,7 @@ int shoal_channel_decode_up(const shoal_channel_layout_t *lay, uint16_t type, co
             return -EPROTO;
         memcpy(c, p, sizeof(*c));
         if (c->name_len == 0 || c->name_len > SHOAL_CHANNEL_NAME_MAX ||
-            len != sizeof(*c) + c->name_len)
+            len != sizeof(*c) + c->name_len || c->group > SHOAL_CHANNEL_GROUP_MAX)
             return -EPROTO;
         if (!range_ok(c->in_off, c->in_len, lay->call_cap) ||
             !range_ok(c->out_off, c->out_cap, lay->call_cap))

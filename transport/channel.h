@@ -39,6 +39,7 @@
 #include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 #include <sys/uio.h>
 
 #include "ring.h"
@@ -112,13 +113,17 @@ enum {
     SHOAL_MSG_CALL = 18,     /* up: shoal_msg_call_t + function name */
 };
 
+/* The invocation runs as one rank of a group: a SHOAL_CTL_GROUP message with the group's arena
+ * was sent on the control socket before this record (see "Groups" below). */
+#define SHOAL_INVOKE_GROUP 1u
+
 typedef struct {
     uint64_t seq;       /* invocation sequence number, echoed in DONE and LOG */
     uint64_t input_len; /* bytes at the start of the input area */
     uint32_t meta_len;  /* bytes at the start of the meta area */
     uint32_t depth;     /* shoal_call nesting of this invocation */
     uint32_t timeout_ms;
-    uint32_t flags;
+    uint32_t flags; /* SHOAL_INVOKE_* */
 } shoal_msg_invoke_t;
 
 typedef struct {
@@ -130,6 +135,8 @@ typedef struct {
 } shoal_msg_call_done_t;
 
 #define SHOAL_DONE_TOO_LARGE 1u /* out_len is the size of an output that did not fit */
+/* The instance could not join its group (the error text says why); the function did not run. */
+#define SHOAL_DONE_NO_GROUP 2u
 
 typedef struct {
     uint64_t seq;
@@ -153,7 +160,8 @@ typedef struct {
     uint64_t in_off, in_len;
     uint64_t out_off, out_cap; /* where the result goes in the call area */
     uint32_t name_len;         /* function name that follows */
-    uint32_t pad;
+    uint32_t group;            /* 0: shoal_call; N (1..SHOAL_CHANNEL_GROUP_MAX): shoal_call_group
+                                  of N ranks, the result being rank 0's output */
 } shoal_msg_call_t;
 
 /* A decoded up-ring record; pointers point into the decoded payload. */
@@ -184,11 +192,20 @@ typedef struct {
  * worker -> stem:   SPECIALIZE + fd [artifact, read-only].
  * stem -> worker:   READY (err 0, or -errno and the dlerror text after the struct), and
  *                   single-byte doorbells (SHOAL_CTL_DOORBELL) after up-ring pushes.
+ * worker -> instance: GROUP + fd [the group's arena memfd], right before an INVOKE record flagged
+ *                   SHOAL_INVOKE_GROUP (never before SPECIALIZE: the worker posts invocations only
+ *                   to READY instances). The instance reads it when it takes that record.
  */
 #define SHOAL_CTL_MAGIC 0x4c544353u /* "SCTL" */
 #define SHOAL_CTL_DOORBELL 'D'
 #define SHOAL_CTL_MSG_MAX 4096u
-enum { SHOAL_CTL_FORK = 1, SHOAL_CTL_FORKED, SHOAL_CTL_SPECIALIZE, SHOAL_CTL_READY };
+enum {
+    SHOAL_CTL_FORK = 1,
+    SHOAL_CTL_FORKED,
+    SHOAL_CTL_SPECIALIZE,
+    SHOAL_CTL_READY,
+    SHOAL_CTL_GROUP
+};
 
 typedef struct {
     uint32_t magic;
@@ -219,6 +236,43 @@ typedef struct {
     int32_t err;      /* 0 or -errno */
     uint32_t msg_len; /* error text that follows */
 } shoal_ctl_ready_t;
+
+typedef struct {
+    uint32_t magic;
+    uint32_t type;
+    uint64_t seq;         /* the seq of the INVOKE record this belongs to */
+    int32_t rank;         /* this instance's rank, 0..size-1 */
+    int32_t size;         /* ranks in the arena (1..SHOAL_ARENA_MAX_RANKS) */
+    uint64_t deadline_ns; /* absolute CLOCK_MONOTONIC: the rank's own bound on every wait (the
+                             copy in the arena could be overwritten by a peer) */
+} shoal_ctl_group_t;
+
+/*
+ * Groups (issue 3). A group of N ranks on one node shares one arena (transport/arena.h) that the
+ * worker creates per group and passes to every rank with SHOAL_CTL_GROUP; the rank maps it with
+ * shoal_coll_create and leaves it (shoal_coll_destroy) after shoal_main returns, before its DONE.
+ * The arena's data capacity is shoal_channel_group_data(N, memory_mb): the group's memory (N times
+ * the function's memory_mb, since every byte in the arena was put there by a rank), at least
+ * SHOAL_CHANNEL_GROUP_DATA_MIN so that small functions can still move large payloads, and at most
+ * SHOAL_CHANNEL_GROUP_DATA_MAX. It is virtual space: pages cost memory only once written, and
+ * cgroups bound what a rank really uses. The sandbox's RLIMIT_AS leaves room for the largest
+ * arena an instance can be given, shoal_channel_group_map_max(memory_mb).
+ */
+#define SHOAL_CHANNEL_GROUP_MAX 1024u /* ranks in a group, over all nodes */
+#define SHOAL_CHANNEL_GROUP_DATA_MIN (1ull << 30)
+#define SHOAL_CHANNEL_GROUP_DATA_MAX (64ull << 30)
+
+/* The data capacity of the arena of a group with nranks ranks on this node, for a function whose
+ * memory limit is memory_mb. */
+uint64_t shoal_channel_group_data(int nranks, uint32_t memory_mb);
+/* The largest arena mapping (bytes) an instance of a function with memory_mb can be given. */
+uint64_t shoal_channel_group_map_max(uint32_t memory_mb);
+
+/* Receives one control message of at most size bytes and up to maxfds fds (close-on-exec; extra
+ * fds are closed). Returns the byte count (0 = the peer closed) or -errno (-EMSGSIZE for a
+ * truncated message); *nfds is the number of fds received, also on errors (the caller closes
+ * them). Blocks unless the socket is non-blocking. */
+ssize_t shoal_channel_ctl_recv(int sock, void *buf, size_t size, int *fds, int maxfds, int *nfds);
 
 /* Computes the layout for a channel whose input and output may be body_max bytes. */
 void shoal_channel_layout(uint64_t body_max, shoal_channel_layout_t *lay);

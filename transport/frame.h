@@ -51,7 +51,22 @@ typedef enum {
      * meta {"fn":fn, "invocation_id", "timeout_ms" (time left), "depth" (shoal_call nesting),
      * "meta":{"method","path","query","header:<name>":value...}}; data = the input. Every string
      * in "meta" reaches the function's shoal_meta (header names are lower-cased); the worker
-     * adds "invocation_id" and "function". */
+     * adds "invocation_id" and "function".
+     * Groups: an optional "group":{"id":"<hex>", "size":N, "ranks":[r,...], "transport":"shm"}
+     * runs the invocation as N instances (ranks 0..N-1, 1 <= N <= 1024) that all get the same
+     * input and meta. "size" is required; "id" (optional, hex, at most 64 digits) names the group
+     * in logs; "ranks" (optional, default all) are the ranks this worker hosts - today it must be
+     * all of them, 0..N-1, so N is also bounded by the worker's slots, by the function's
+     * max_instances and by 256 (SHOAL_ARENA_MAX_RANKS); "transport" (optional) is how the ranks
+     * exchange data: "shm", one shared arena on this node, is the only one. The worker takes all
+     * N instances or none: RESULT kind "overload" if it cannot now, "internal" for a group it
+     * cannot take at all (other ranks, other transport, malformed). It answers with ONE RESULT:
+     * rank 0's output, status and headers when every rank succeeded, else the failure of the rank
+     * that caused the group to fail, named in the message ("rank 3 crashed: killed by signal 11
+     * (SIGSEGV)", "rank 2 exceeded the timeout of 1000 ms", "rank 1 failed: <its error>", "rank 1
+     * returned from shoal_main while other ranks still waited for it"), with that failure's kind.
+     * The group's deadline is "timeout_ms"; once a rank failed the others get about a second
+     * (SHOAL_GROUP_GRACE_MS) to return before they are killed, and the RESULT comes after. */
     SHOAL_FRAME_INVOKE = 5,
     /* worker -> controller: how an INVOKE ended. id = the INVOKE's id.
      * meta {"ok":bool, "status":int (set by the function, optional), "headers":{name:value},
@@ -66,7 +81,9 @@ typedef enum {
     SHOAL_FRAME_ARTIFACT = 8,
     /* worker -> controller: shoal_call that the worker could not serve from a local warm
      * instance. id chosen by the worker. meta {"function","invocation_id" (the caller's),
-     * "depth","timeout_ms"}; data = the input. */
+     * "depth","timeout_ms"}; data = the input. shoal_call_group adds "group":N (1..1024): run N
+     * instances as one group, as an INVOKE with "group" would, and answer rank 0's output (the
+     * worker forwards it when it cannot host all N ranks itself). */
     SHOAL_FRAME_CALL = 9,
     /* controller -> worker: answer to CALL, same meta and data as RESULT. id = the CALL's id. */
     SHOAL_FRAME_CALL_RESULT = 10,

@@ -15,10 +15,15 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "common/trace.h"
 #include "common/util.h"
+#include "runtime/sandbox.h"
+#include "worker/cgroup.h"
+#include "worker/group.h"
 #include "worker/proc.h"
 #include "worker/worker.h"
 
@@ -30,6 +35,7 @@
 
 static void on_ctl(uv_poll_t *h, int status, int events);
 static void on_timeout(uv_timer_t *t);
+static const char *task_note(shoal_inst_t *inst);
 
 static void on_handle_closed(uv_handle_t *h)
 {
@@ -37,6 +43,7 @@ static void on_handle_closed(uv_handle_t *h)
 
     if (--inst->handles_open > 0)
         return;
+    shoal_cgroup_remove(inst->w->cg, inst->uid);
     shoal_channel_close(&inst->ch);
     if (inst->ctl_fd >= 0)
         close(inst->ctl_fd);
@@ -70,6 +77,15 @@ shoal_inst_t *shoal_inst_create(shoal_worker_t *w)
     inst->ctl_fd = sv[0];
     inst->stem_ctl_fd = sv[1];
     inst->uid = ++w->next_uid;
+    /* Its cgroups exist before its stem does: the zygote puts the stem in them. */
+    if (w->cg != NULL && (err = shoal_cgroup_create(w->cg, inst->uid)) < 0) {
+        SHOAL_ERROR("cannot create the cgroups of an instance: %s", strerror(-err));
+        close(sv[0]);
+        close(sv[1]);
+        shoal_channel_close(&inst->ch);
+        free(inst);
+        return NULL;
+    }
     inst->phase = SHOAL_PH_STEM;
     shoal_channel_arm(&inst->ch);
     uv_timer_init(&w->loop, &inst->timer);
@@ -140,7 +156,9 @@ void shoal_inst_fail(shoal_inst_t *inst, const char *kind, const char *fmt, ...)
     if ((size_t)n >= sizeof(msg))
         n = sizeof(msg) - 1;
     uv_timer_stop(&inst->timer);
-    if (inst->inv.kind == SHOAL_INV_REMOTE) {
+    if (inst->inv.kind == SHOAL_INV_GROUP) {
+        shoal_group_rank_failed(inst, kind, msg, (size_t)n);
+    } else if (inst->inv.kind == SHOAL_INV_REMOTE) {
         if (w->conn != NULL && w->conn->up && inst->inv.conn_gen == w->conn_gen)
             shoal_worker_send_result(w, inst, 0, kind, msg, (size_t)n, 0, NULL, 0, 0);
     } else {
@@ -190,8 +208,15 @@ void shoal_inst_exited(shoal_inst_t *inst, int status)
     inst->reaped = 1;
     if (inst->phase != SHOAL_PH_DEAD) {
         shoal_proc_describe_exit(status, how, sizeof(how));
+        /* A SIGKILL nobody here sent: the kernel's OOM killer, if the memory cgroup counted it. */
+        int oom = WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL && inst->w->cg != NULL &&
+                  shoal_cgroup_oom_kills(inst->w->cg, inst->uid) > 0;
+        if (oom)
+            snprintf(how, sizeof(how), "ran out of memory: it exceeded its limit of %u MB",
+                     inst->fn.memory_mb);
         if (inst->inv.kind != SHOAL_INV_NONE)
-            shoal_inst_fail(inst, "crash", "function crashed: %s", how);
+            shoal_inst_fail(inst, "crash", "function %s%s%s", oom ? "" : "crashed: ", how,
+                            oom ? "" : task_note(inst));
         else if (inst->pe.pool != NULL)
             SHOAL_WARN("instance of %s v%llu (pid %d) %s", inst->fn.name,
                        (unsigned long long)inst->fn.version, (int)inst->pid, how);
@@ -226,14 +251,22 @@ void shoal_inst_specialize(shoal_inst_t *inst)
     shoal_worker_t *w = inst->w;
     shoal_ctl_specialize_t msg;
     char path[PATH_MAX + 96];
+    struct stat st;
     int fd, err;
 
     inst->waiting_artifact = 0;
+    /* The function's memory limit, in place before its code is loaded. */
+    if (w->cg != NULL && (err = shoal_cgroup_set_memory(
+                              w->cg, inst->uid, shoal_cgroup_memory_for(inst->fn.memory_mb))) < 0)
+        goto fail;
     snprintf(path, sizeof(path), "%s/%s.so", w->artdir, inst->fn.sha256);
     if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0) {
         err = -errno;
         goto fail;
     }
+    /* The stem reopens it through /proc/self/fd as its own unprivileged uid. */
+    if (fstat(fd, &st) == 0 && (st.st_mode & 0444) != 0444)
+        fchmod(fd, st.st_mode | 0444);
     memset(&msg, 0, sizeof(msg));
     msg.magic = SHOAL_CTL_MAGIC;
     msg.type = SHOAL_CTL_SPECIALIZE;
@@ -265,6 +298,16 @@ void shoal_inst_run(shoal_inst_t *inst)
     m.meta_len = inst->inv.meta_len;
     m.depth = inst->inv.depth;
     m.timeout_ms = inst->inv.fn_timeout_ms;
+    /* A rank gets its group's arena on the control socket before the record that uses it. */
+    if (inst->inv.kind == SHOAL_INV_GROUP) {
+        m.flags |= SHOAL_INVOKE_GROUP;
+        if ((err = shoal_group_start_rank(inst, m.seq)) < 0) {
+            shoal_inst_fail(inst, "internal", "cannot pass the group to the instance: %s",
+                            strerror(-err));
+            shoal_inst_kill(inst);
+            return;
+        }
+    }
     if ((err = shoal_channel_send(&inst->ch, SHOAL_MSG_INVOKE, &iov, 1)) < 0) {
         shoal_inst_fail(inst, "internal", "instance channel broken: %s", strerror(-err));
         shoal_inst_kill(inst);
@@ -392,6 +435,40 @@ static void violation(shoal_inst_t *inst, const char *what)
     shoal_inst_kill(inst);
 }
 
+/* ", and it reached its limit of N tasks" when the pids cgroup refused forks: how a fork bomb
+ * shows in its error. */
+static const char *task_note(shoal_inst_t *inst)
+{
+    static char note[96];
+
+    if (inst->w->cg == NULL || shoal_cgroup_task_limit_hits(inst->w->cg, inst->uid) <= 0)
+        return "";
+    snprintf(note, sizeof(note), " (it reached its limit of %u tasks)",
+             inst->w->cfg.tasks ? inst->w->cfg.tasks : SHOAL_SANDBOX_TASKS);
+    return note;
+}
+
+/* The stem reported a fatal signal (runtime/sandbox.h: as PID 1 of its namespace it cannot die
+ * of one it raised itself): fail as a crash by that signal and kill it. */
+static void on_fatal(shoal_inst_t *inst, int sig)
+{
+    char name[32];
+
+    if (sig <= 0 || sig >= 65) {
+        violation(inst, "bad FATAL message");
+        return;
+    }
+    shoal_proc_signame(sig, name, sizeof(name));
+    if (inst->inv.kind != SHOAL_INV_NONE)
+        shoal_inst_fail(inst, "crash", "function crashed: killed by signal %d (%s)%s", sig, name,
+                        task_note(inst));
+    else
+        SHOAL_WARN("instance of %s (pid %d) killed by signal %d (%s)",
+                   inst->pe.pool != NULL ? inst->fn.name : "(stem)", (int)inst->pid, sig, name);
+    shoal_inst_kill(inst);
+    shoal_worker_replenish(inst->w);
+}
+
 static void on_ready(shoal_inst_t *inst, int err, const char *text, size_t len)
 {
     shoal_worker_t *w = inst->w;
@@ -423,8 +500,8 @@ static void on_timeout(uv_timer_t *t)
 {
     shoal_inst_t *inst = t->data;
 
-    shoal_inst_fail(inst, "timeout", "function exceeded its timeout of %u ms",
-                    inst->inv.fn_timeout_ms);
+    shoal_inst_fail(inst, "timeout", "function exceeded its timeout of %u ms%s",
+                    inst->inv.fn_timeout_ms, task_note(inst));
     shoal_inst_kill(inst);
     shoal_worker_replenish(inst->w);
 }
@@ -453,6 +530,10 @@ static void handle_done(shoal_inst_t *inst, const shoal_up_msg_t *m)
         mlen = (size_t)snprintf(
             msg, sizeof(msg), "output of %llu bytes exceeds the limit of %llu bytes",
             (unsigned long long)d->out_len, (unsigned long long)inst->ch.lay.out_cap);
+    } else if (d->flags & SHOAL_DONE_NO_GROUP) {
+        kind = "internal";
+        mlen = d->err_len;
+        memcpy(msg, m->u.done.err, mlen);
     } else if (d->rc != 0) {
         kind = "function";
         if (d->err_len > 0) {
@@ -465,6 +546,11 @@ static void handle_done(shoal_inst_t *inst, const shoal_up_msg_t *m)
         ok = 1;
         if (d->out_len > inst->out_hw)
             inst->out_hw = d->out_len;
+    }
+    if (inst->inv.kind == SHOAL_INV_GROUP) {
+        shoal_group_rank_done(inst, ok, kind, msg, mlen, d->status, m->u.done.hdrs, d->hdr_len,
+                              d->out_len);
+        return;
     }
     if (inst->inv.kind == SHOAL_INV_REMOTE) {
         if (ok && w->conn != NULL && w->conn->up && inst->inv.conn_gen == w->conn_gen &&
@@ -516,7 +602,10 @@ static void handle_call(shoal_inst_t *inst, const shoal_up_msg_t *m)
         shoal_inst_call_done(inst, -ELOOP, deep, sizeof(deep) - 1, 0);
         return;
     }
-    shoal_worker_dispatch_call(inst->w, inst, m->u.call.name, c->in_off, c->in_len);
+    if (c->group > 0)
+        shoal_group_dispatch_call(inst->w, inst, m->u.call.name, c->group, c->in_off, c->in_len);
+    else
+        shoal_worker_dispatch_call(inst->w, inst, m->u.call.name, c->in_off, c->in_len);
 }
 
 void shoal_inst_drain(shoal_inst_t *inst)
@@ -603,6 +692,11 @@ static void on_ctl(uv_poll_t *h, int status, int events)
             return;
         }
         memcpy(&r, buf, sizeof(r));
+        if ((size_t)n == sizeof(shoal_ctl_fatal_t) && r.magic == SHOAL_CTL_MAGIC &&
+            r.type == SHOAL_CTL_FATAL) {
+            on_fatal(inst, r.err); /* shoal_ctl_fatal_t: sig where READY has err */
+            return;
+        }
         if (r.magic != SHOAL_CTL_MAGIC || r.type != SHOAL_CTL_READY ||
             r.msg_len != (size_t)n - sizeof(r)) {
             violation(inst, "bad control message");

@@ -18,6 +18,9 @@
 
 #include "common/trace.h"
 #include "common/util.h"
+#include "worker/group.h"
+#include "runtime/sandbox.h"
+#include "worker/cgroup.h"
 #include "worker/proc.h"
 
 #define TICK_MS 100
@@ -174,6 +177,14 @@ int shoal_worker_send_result(shoal_worker_t *w, shoal_inst_t *inst, int ok, cons
     return r;
 }
 
+void shoal_worker_send_failure(shoal_worker_t *w, uint32_t id, const char *kind, const char *msg,
+                               size_t len, uint64_t duration_us)
+{
+    result_meta(&w->tmp, 0, kind, msg, len, 0, NULL, 0, duration_us);
+    if (!w->tmp.oom)
+        send_frame(w, SHOAL_FRAME_RESULT, id, strdup(w->tmp.p), NULL, 0, NULL);
+}
+
 /* A RESULT for an INVOKE that got no instance. */
 static void send_error_result(shoal_worker_t *w, uint32_t id, const char *kind, const char *fmt,
                               ...) __attribute__((format(printf, 4, 5)));
@@ -191,13 +202,11 @@ static void send_error_result(shoal_worker_t *w, uint32_t id, const char *kind, 
         n = 0;
     if ((size_t)n >= sizeof(msg))
         n = sizeof(msg) - 1;
-    result_meta(&w->tmp, 0, kind, msg, (size_t)n, 0, NULL, 0, 0);
-    if (!w->tmp.oom)
-        send_frame(w, SHOAL_FRAME_RESULT, id, strdup(w->tmp.p), NULL, 0, NULL);
+    shoal_worker_send_failure(w, id, kind, msg, (size_t)n, 0);
 }
 
 int shoal_worker_send_call(shoal_worker_t *w, shoal_inst_t *caller, const char *function,
-                           uint64_t in_off, uint64_t in_len)
+                           unsigned group, uint64_t in_off, uint64_t in_len)
 {
     uint64_t elapsed = (shoal_util_now_ns() - caller->inv.start_ns) / 1000000;
     uint64_t left = caller->inv.deadline_ms > elapsed ? caller->inv.deadline_ms - elapsed : 1;
@@ -208,6 +217,8 @@ int shoal_worker_send_call(shoal_worker_t *w, shoal_inst_t *caller, const char *
     j = json_pack("{s:s,s:s,s:i,s:I}", "function", function, "invocation_id",
                   caller->inv.invocation_id, "depth", (int)caller->inv.depth + 1, "timeout_ms",
                   (json_int_t)left);
+    if (j != NULL && group > 0)
+        json_object_set_new(j, "group", json_integer(group));
     s = j != NULL ? json_dumps(j, JSON_COMPACT) : NULL;
     json_decref(j);
     caller->call_frame_id = ++w->next_id ? w->next_id : ++w->next_id;
@@ -285,7 +296,11 @@ void shoal_worker_log(shoal_worker_t *w, shoal_inst_t *inst, const char *text, s
         if (i < len && text[i] != '\n')
             continue;
         if (i > start || i == len) {
-            shoal_strbuf_printf(b, "%s[%s] ", inst->fn.name, inst->inv.invocation_id);
+            if (inst->group != NULL) /* a rank of a group: say which */
+                shoal_strbuf_printf(b, "%s[%s#%d] ", inst->fn.name, inst->inv.invocation_id,
+                                    inst->rank);
+            else
+                shoal_strbuf_printf(b, "%s[%s] ", inst->fn.name, inst->inv.invocation_id);
             shoal_strbuf_append(b, text + start, i - start);
             shoal_strbuf_append(b, "\n", 1);
         }
@@ -410,6 +425,26 @@ static void zygote_close(shoal_worker_t *w)
     }
 }
 
+/* The sandbox's CONFIG, the zygote's first message (runtime/sandbox.h): the worker-wide limits
+ * and the cgroup directories the stems go into. */
+static int send_sandbox_config(shoal_worker_t *w, int fd)
+{
+    int fds[SHOAL_SANDBOX_CGROUPS_MAX], n = 0;
+    shoal_sandbox_config_t c;
+
+    memset(&c, 0, sizeof(c));
+    c.magic = SHOAL_CTL_MAGIC;
+    c.type = SHOAL_CTL_CONFIG;
+    c.uid_base = w->cfg.uid_base ? w->cfg.uid_base : SHOAL_SANDBOX_UID_BASE;
+    c.uid_count = SHOAL_SANDBOX_UID_COUNT;
+    c.tasks = w->cfg.tasks ? w->cfg.tasks : SHOAL_SANDBOX_TASKS;
+    c.nofile = w->cfg.fds ? w->cfg.fds : SHOAL_SANDBOX_NOFILE;
+    if (w->cg != NULL)
+        n = shoal_cgroup_dirs(w->cg, fds, SHOAL_SANDBOX_CGROUPS_MAX);
+    c.ncgroups = (uint32_t)n;
+    return shoal_proc_send_fds(fd, &c, sizeof(c), fds, n);
+}
+
 /* Forks the zygote; watch: also watch its socket (not before the loop exists). */
 static int zygote_start(shoal_worker_t *w, int watch)
 {
@@ -423,6 +458,11 @@ static int zygote_start(shoal_worker_t *w, int watch)
     err = shoal_proc_spawn_zygote(w->cfg.runtime, sv[1], &pid);
     close(sv[1]);
     if (err < 0) {
+        close(sv[0]);
+        return err;
+    }
+    if ((err = send_sandbox_config(w, sv[0])) < 0) {
+        kill(pid, SIGKILL); /* reaped by the SIGCHLD handler as an unknown child */
         close(sv[0]);
         return err;
     }
@@ -665,7 +705,7 @@ static shoal_pool_t *apply_fn(shoal_worker_t *w, const shoal_fn_t *fn)
     return pool;
 }
 
-static shoal_inst_t *acquire(shoal_worker_t *w, shoal_pool_t *pool)
+shoal_inst_t *shoal_worker_acquire(shoal_worker_t *w, shoal_pool_t *pool, int replenish)
 {
     shoal_pool_entry_t *e;
     shoal_inst_t *inst;
@@ -683,7 +723,8 @@ static shoal_inst_t *acquire(shoal_worker_t *w, shoal_pool_t *pool)
         shoal_inst_assign(inst, pool, SHOAL_ENTRY_BUSY);
         if (inst->phase == SHOAL_PH_DEAD)
             return NULL;
-        shoal_worker_replenish(w);
+        if (replenish)
+            shoal_worker_replenish(w);
         return inst;
     case SHOAL_ACQ_FULL:
         break;
@@ -702,7 +743,7 @@ void shoal_worker_dispatch_call(shoal_worker_t *w, shoal_inst_t *caller, const c
     /* A warm idle instance here: no round trip to the controller. */
     if (pool != NULL && shoal_pool_first_idle(pool) != NULL &&
         in_len <= ((shoal_inst_t *)shoal_pool_first_idle(pool))->ch.lay.in_cap) {
-        callee = acquire(w, pool);
+        callee = shoal_worker_acquire(w, pool, 1);
         memset(&callee->inv, 0, sizeof(callee->inv));
         callee->inv.kind = SHOAL_INV_LOCAL;
         callee->inv.caller_uid = caller->uid;
@@ -728,7 +769,7 @@ void shoal_worker_dispatch_call(shoal_worker_t *w, shoal_inst_t *caller, const c
         shoal_inst_run(callee);
         return;
     }
-    if ((err = shoal_worker_send_call(w, caller, function, in_off, in_len)) < 0) {
+    if ((err = shoal_worker_send_call(w, caller, function, 0, in_off, in_len)) < 0) {
         n = snprintf(msg, sizeof(msg), "cannot call %s: %s", function,
                      err == -ENOTCONN ? "no connection to the controller" : strerror(-err));
         shoal_inst_call_done(caller, err == -ENOTCONN ? -ECONNREFUSED : err, msg, (size_t)n, 0);
@@ -764,7 +805,11 @@ static int invoke_meta(shoal_worker_t *w, const shoal_frame_hdr *hdr, const char
         send_error_result(w, hdr->id, "internal", "out of memory");
         goto out;
     }
-    if ((inst = acquire(w, pool)) == NULL) {
+    if ((v = json_object_get(j, "group")) != NULL) {
+        shoal_group_invoke(w, hdr, j, v, pool, data_len, dst);
+        goto out;
+    }
+    if ((inst = shoal_worker_acquire(w, pool, 1)) == NULL) {
         send_error_result(w, hdr->id, "overload",
                           "node %s has no free instance for %s (max_instances %u, slots %u)",
                           w->cfg.node, fn.name, pool->fn.max_instances, w->cfg.slots);
@@ -947,7 +992,9 @@ static int on_frame(void *opaque, const shoal_frame_hdr *hdr, const char *meta, 
         /* Hot path: everything was decided from the meta. */
         inst = w->rx_inst;
         w->rx_inst = NULL;
-        if (inst != NULL && inst->inv.kind == SHOAL_INV_REMOTE && !inst->inv.running) {
+        if (inst != NULL && inst->inv.kind == SHOAL_INV_GROUP && !inst->inv.running) {
+            shoal_group_input_ready(inst->group);
+        } else if (inst != NULL && inst->inv.kind == SHOAL_INV_REMOTE && !inst->inv.running) {
             inst->inv.input_ready = 1;
             if (inst->phase == SHOAL_PH_READY)
                 shoal_inst_run(inst);
@@ -1062,6 +1109,8 @@ static void conn_close(shoal_worker_t *w)
         w->rx_art->data = NULL;
         w->rx_art = NULL;
     }
+    /* Groups from the controller are cancelled: their ranks may wait on each other for long. */
+    shoal_group_conn_lost(w);
     for (inst = w->insts; inst != NULL; inst = next) {
         next = inst->next;
         if (inst->phase == SHOAL_PH_DEAD)
@@ -1330,6 +1379,18 @@ int shoal_worker_run(const shoal_worker_config_t *cfg)
         return 1;
     }
     shoal_pools_init(&w->pools, cfg->slots);
+    if (strcmp(cfg->cgroup_parent, "none") != 0) {
+        shoal_cgroup_opts_t co = {
+            .parent = cfg->cgroup_parent[0] ? cfg->cgroup_parent : SHOAL_CGROUP_PARENT,
+            .tasks = cfg->tasks ? cfg->tasks : SHOAL_SANDBOX_TASKS,
+            .cpu_percent = cfg->cpu_percent,
+            .id = (unsigned long)getpid()};
+        char why[512];
+        if ((w->cg = shoal_cgroup_open(&co, why, sizeof(why))) == NULL)
+            SHOAL_WARN("no cgroups for instances (%s): their memory, tasks and CPU are bounded by "
+                       "rlimits only",
+                       why);
+    }
     signal(SIGPIPE, SIG_IGN);
     /* The zygote is forked before the loop (and its thread pool) exists. */
     if ((err = zygote_start(w, 0)) < 0)
@@ -1362,6 +1423,7 @@ int shoal_worker_run(const shoal_worker_config_t *cfg)
 
     status = w->exit_status;
     reap_all();
+    shoal_cgroup_close(w->cg);
     while (w->arts != NULL) {
         a = w->arts->next;
         free(w->arts->data);

@@ -40,6 +40,10 @@ typedef struct {
     unsigned stems;
     uint64_t keep_alive_ms;
     char runtime[PATH_MAX];
+    /* the sandbox's worker-wide limits (runtime/sandbox.h, worker/cgroup.h) */
+    unsigned fds, tasks, cpu_percent;
+    uint32_t uid_base;
+    char cgroup_parent[128]; /* "none": no cgroups */
 } shoal_worker_config_t;
 
 /* Runs the worker until SIGTERM/SIGINT; returns the process exit status. */
@@ -49,8 +53,11 @@ int shoal_worker_run(const shoal_worker_config_t *cfg);
 
 typedef struct shoal_worker shoal_worker_t;
 typedef struct shoal_inst shoal_inst_t;
+typedef struct shoal_group shoal_group_t;
 
-enum { SHOAL_INV_NONE, SHOAL_INV_REMOTE, SHOAL_INV_LOCAL };
+/* Where an invocation's answer goes: a RESULT frame, a local caller's CALL_DONE, or (a rank of a
+ * group) the group, which answers once all its ranks ended (group.h). */
+enum { SHOAL_INV_NONE, SHOAL_INV_REMOTE, SHOAL_INV_LOCAL, SHOAL_INV_GROUP };
 
 /* The invocation an instance is running (or about to). */
 typedef struct {
@@ -110,6 +117,9 @@ struct shoal_inst {
     int calling;
     uint64_t call_seq, call_out_off, call_out_cap;
     uint32_t call_frame_id; /* nonzero when forwarded to the controller */
+    /* the group this instance is a rank of (inv.kind SHOAL_INV_GROUP), else NULL */
+    shoal_group_t *group;
+    int rank;
 };
 
 typedef struct shoal_artifact {
@@ -164,9 +174,12 @@ struct shoal_worker {
     shoal_pools_t pools;
     shoal_artifact_t *arts;
     uint64_t body_max;
+    shoal_group_t *groups; /* groups running on this node (group.c) */
+    uint64_t next_group;
     pid_t orphans[64];
     int orphan_status[64];
     unsigned orphan_next;
+    struct shoal_cgroup *cg; /* instances' cgroups, NULL when unavailable */
     /* status */
     int status_dirty;
     uint64_t status_last_ms;
@@ -200,7 +213,14 @@ int shoal_worker_send_result(shoal_worker_t *w, shoal_inst_t *inst, int ok, cons
                              const char *err, size_t err_len, uint32_t status, const char *hdrs,
                              size_t hdrs_len, uint64_t out_len);
 int shoal_worker_send_call(shoal_worker_t *w, shoal_inst_t *caller, const char *function,
-                           uint64_t in_off, uint64_t in_len);
+                           unsigned group, uint64_t in_off, uint64_t in_len);
+/* A failed RESULT for INVOKE id, not tied to an instance. */
+void shoal_worker_send_failure(shoal_worker_t *w, uint32_t id, const char *kind, const char *msg,
+                               size_t len, uint64_t duration_us);
+/* Takes an instance of pool for one invocation (idle, else a new one, evicting an idle instance
+ * of another pool if the node is full); NULL when overloaded. replenish: also restore the stems
+ * and min_warm pools afterwards (a caller taking several at once does that itself at the end). */
+shoal_inst_t *shoal_worker_acquire(shoal_worker_t *w, shoal_pool_t *pool, int replenish);
 void shoal_worker_log(shoal_worker_t *w, shoal_inst_t *inst, const char *text, size_t len);
 shoal_artifact_t *shoal_worker_artifact(shoal_worker_t *w, const char *sha256);
 void shoal_worker_changed(shoal_worker_t *w);

@@ -4,7 +4,9 @@
  * late results), a lost worker, the controller's backstop timeout, waiting for workers, malformed
  * frames, the queue and its bound, max_instances per worker, cancellation, FUNC acknowledgements
  * and the penalty for not giving them, FETCH, CALL relaying and its depth limit, heartbeats, warm
- * placement from STATUS, multi-megabyte frames both ways, and shutdown. */
+ * placement from STATUS, multi-megabyte frames both ways, shutdown, and groups: the INVOKE's group
+ * meta and the one RESULT, all-or-nothing waiting without starvation, packing, too large and
+ * split-only groups, a lost worker, CALL with "group" and the backstop. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -105,6 +107,7 @@ typedef struct {
     result_t *res;
     int ret;
     shoal_inv_t *inv;
+    uint32_t group;
 } invoke_t;
 
 static void do_invoke(void *a)
@@ -122,17 +125,24 @@ static void do_invoke(void *a)
     r.input_len = iv->len;
     r.cb = on_result;
     r.opaque = iv->res;
+    r.group = iv->group;
     iv->ret = shoal_sched_invoke(sched, &r, &iv->inv);
 }
 
-/* Starts an invocation; returns shoal_sched_invoke's result. */
-static int invoke(const char *fn, const void *in, size_t len, result_t *res, shoal_inv_t **inv)
+/* Starts an invocation of group ranks (1: a plain one); returns shoal_sched_invoke's result. */
+static int invoke_group(const char *fn, uint32_t group, const void *in, size_t len, result_t *res,
+                        shoal_inv_t **inv)
 {
-    invoke_t iv = {fn, in, len, res, 0, NULL};
+    invoke_t iv = {fn, in, len, res, 0, NULL, group};
     on_loop(do_invoke, &iv);
     if (inv)
         *inv = iv.inv;
     return iv.ret;
+}
+
+static int invoke(const char *fn, const void *in, size_t len, result_t *res, shoal_inv_t **inv)
+{
+    return invoke_group(fn, 1, in, len, res, inv);
 }
 
 static void do_cancel(void *a)
@@ -934,6 +944,418 @@ static void test_large_frames(void **state)
     close(fd);
 }
 
+/* ---- groups ------------------------------------------------------------------------------- */
+
+/* Asserts that nothing arrives on fd within ms. */
+static void fw_silent(int fd, int ms)
+{
+    struct timeval tv = {ms / 1000, (ms % 1000) * 1000}, back = {3, 0};
+    frame_t f;
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    if (fw_recv(fd, &f) == 0)
+        fail_msg("expected no frame, got type %u: %s", f.h.type, f.raw);
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &back, sizeof(back));
+}
+
+/* Checks that an INVOKE carries a whole group of n ranks named by its invocation id. */
+static void expect_group_meta(const frame_t *f, int n)
+{
+    json_t *g = json_object_get(f->meta, "group");
+    json_t *ranks = json_object_get(g, "ranks");
+    assert_non_null(g);
+    assert_string_equal(json_string_value(json_object_get(g, "id")),
+                        json_string_value(json_object_get(f->meta, "invocation_id")));
+    assert_int_equal(json_integer_value(json_object_get(g, "size")), n);
+    assert_string_equal(json_string_value(json_object_get(g, "transport")), "shm");
+    assert_int_equal(json_array_size(ranks), (size_t)n);
+    for (int r = 0; r < n; r++)
+        assert_int_equal(json_integer_value(json_array_get(ranks, (size_t)r)), r);
+}
+
+typedef struct {
+    const char *fn;
+    uint32_t n;
+    int ret;
+    char msg[256];
+} gcheck_t;
+
+static void do_group_check(void *a)
+{
+    gcheck_t *g = a;
+    shoal_fnent_t *fn = shoal_fntable_find(shoal_sched_functions(sched), g->fn, strlen(g->fn));
+    g->msg[0] = '\0';
+    g->ret = shoal_sched_group_check(sched, fn, g->n, g->msg, sizeof(g->msg));
+}
+
+static void do_workers_json(void *a)
+{
+    shoal_json_t j;
+    shoal_json_init(&j);
+    shoal_sched_workers_json(sched, &j);
+    *(json_t **)a = json_loadb(j.buf, j.len, 0, NULL);
+    shoal_json_free(&j);
+}
+
+/* A group is one INVOKE with the group meta and one RESULT: rank 0's output, status and headers,
+ * or the failing rank's error mapped like any invocation's. Its ranks count as busy meanwhile. */
+static void test_group_dispatch_and_answer(void **state)
+{
+    frame_t w, f;
+    result_t r = {0};
+    shoal_sched_stats_t st;
+    json_t *wj;
+    int fd;
+    (void)state;
+
+    fd = fw_hello("gang", 8, &w);
+    frame_free(&w);
+    assert_int_equal(invoke_group("echo", 4, "in", 2, &r, NULL), 0);
+    fw_expect(fd, SHOAL_FRAME_INVOKE, &f);
+    expect_group_meta(&f, 4);
+    assert_int_equal(f.len, 2);
+    assert_memory_equal(f.data, "in", 2);
+    assert_string_equal(json_string_value(json_object_get(json_object_get(f.meta, "meta"), "k")),
+                        "v");
+    on_loop(do_stats, &st);
+    assert_int_equal(st.inflight, 1);
+    assert_int_equal(st.group_ranks, 4);
+    assert_int_equal(st.groups, 1);
+    on_loop(do_workers_json, &wj);
+    json_t *w0 = json_array_get(json_object_get(wj, "workers"), 0);
+    assert_int_equal(json_integer_value(json_object_get(w0, "inflight")), 4);
+    assert_int_equal(json_integer_value(json_object_get(w0, "groups")), 1);
+    assert_int_equal(json_integer_value(json_object_get(w0, "group_ranks")), 4);
+    json_decref(wj);
+    fw_send(fd, SHOAL_FRAME_RESULT, f.h.id,
+            "{\"ok\":true,\"status\":202,\"headers\":{\"x-a\":\"rank0\"}}", "size=4", 6);
+    frame_free(&f);
+    assert_true(wait_result(&r, 2000));
+    assert_int_equal(r.code, SHOAL_API_OK);
+    assert_int_equal(r.status, 202);
+    assert_string_equal(r.data, "size=4");
+    assert_string_equal(r.header_xa, "rank0");
+    result_free(&r);
+    on_loop(do_stats, &st);
+    assert_int_equal(st.inflight, 0);
+    assert_int_equal(st.group_ranks, 0);
+
+    static const struct {
+        const char *meta;
+        shoal_api_err_t code;
+        int status;
+        const char *msg;
+    } CASES[] = {
+        {"{\"ok\":false,\"kind\":\"crash\",\"error\":\"rank 3 crashed: killed by signal 11 "
+         "(SIGSEGV)\"}",
+         SHOAL_API_FUNCTION_CRASHED, 502, "rank 3 crashed: killed by signal 11 (SIGSEGV)"},
+        {"{\"ok\":false,\"kind\":\"timeout\",\"error\":\"rank 2 exceeded the timeout of 2000 "
+         "ms\"}",
+         SHOAL_API_TIMEOUT, 504, "rank 2 exceeded the timeout of 2000 ms"},
+        {"{\"ok\":false,\"kind\":\"function\",\"error\":\"rank 1 failed: no\"}",
+         SHOAL_API_FUNCTION_ERROR, 502, "rank 1 failed: no"},
+    };
+    for (size_t i = 0; i < sizeof(CASES) / sizeof(CASES[0]); i++) {
+        assert_int_equal(invoke_group("echo", 8, "", 0, &r, NULL), 0);
+        fw_expect(fd, SHOAL_FRAME_INVOKE, &f);
+        expect_group_meta(&f, 8);
+        fw_send(fd, SHOAL_FRAME_RESULT, f.h.id, CASES[i].meta, NULL, 0);
+        frame_free(&f);
+        assert_true(wait_result(&r, 2000));
+        assert_int_equal(r.code, CASES[i].code);
+        assert_int_equal(r.status, CASES[i].status);
+        assert_string_equal(r.msg, CASES[i].msg);
+        result_free(&r);
+    }
+
+    /* A worker that cannot start all the ranks after all refuses the group as overloaded: it
+     * comes back whole once the worker reports again. */
+    assert_int_equal(invoke_group("echo", 5, "again", 5, &r, NULL), 0);
+    fw_expect(fd, SHOAL_FRAME_INVOKE, &f);
+    fw_send(fd, SHOAL_FRAME_RESULT, f.h.id,
+            "{\"ok\":false,\"kind\":\"overload\",\"error\":\"no room\"}", NULL, 0);
+    frame_free(&f);
+    fw_silent(fd, 200);
+    fw_send(fd, SHOAL_FRAME_STATUS, 0, "{\"slots\":8,\"busy\":0,\"stems\":0,\"pools\":[]}", NULL,
+            0);
+    fw_expect(fd, SHOAL_FRAME_INVOKE, &f);
+    expect_group_meta(&f, 5);
+    assert_memory_equal(f.data, "again", 5);
+    fw_send(fd, SHOAL_FRAME_RESULT, f.h.id, "{\"ok\":true}", "ok", 2);
+    frame_free(&f);
+    assert_true(wait_result(&r, 2000));
+    assert_int_equal(r.code, SHOAL_API_OK);
+    result_free(&r);
+    close(fd);
+}
+
+/* All or nothing: a group waits whole until one worker has room for every rank, and the worker
+ * it waits for takes no newer work meanwhile, so that it cannot starve. */
+static void test_group_waits_whole(void **state)
+{
+    frame_t w, a, g, f;
+    result_t ra = {0}, rg = {0}, rb = {0};
+    shoal_sched_stats_t st;
+    int fd;
+    (void)state;
+
+    fd = fw_hello("four", 4, &w);
+    frame_free(&w);
+    assert_int_equal(invoke("echo", "a", 1, &ra, NULL), 0);
+    fw_expect(fd, SHOAL_FRAME_INVOKE, &a);
+    /* 3 slots free, 4 needed: nothing is sent, not even part of it. */
+    assert_int_equal(invoke_group("echo", 4, "g", 1, &rg, NULL), 0);
+    fw_silent(fd, 200);
+    on_loop(do_stats, &st);
+    assert_int_equal(st.queued, 1);
+    assert_int_equal(st.inflight, 1);
+    assert_int_equal(st.group_ranks, 0);
+    /* Newer work does not take the slots the group waits for (though they are free). */
+    assert_int_equal(invoke("echo", "b", 1, &rb, NULL), 0);
+    fw_silent(fd, 200);
+    on_loop(do_stats, &st);
+    assert_int_equal(st.queued, 2);
+    /* a ends: the group goes first, then b once the group is done. */
+    fw_send(fd, SHOAL_FRAME_RESULT, a.h.id, "{\"ok\":true}", "A", 1);
+    assert_true(wait_result(&ra, 2000));
+    fw_expect(fd, SHOAL_FRAME_INVOKE, &g);
+    expect_group_meta(&g, 4);
+    fw_silent(fd, 200); /* b: the worker is full */
+    fw_send(fd, SHOAL_FRAME_RESULT, g.h.id, "{\"ok\":true}", "G", 1);
+    assert_true(wait_result(&rg, 2000));
+    assert_string_equal(rg.data, "G");
+    fw_expect(fd, SHOAL_FRAME_INVOKE, &f);
+    assert_null(json_object_get(f.meta, "group")); /* a plain invocation has no group meta */
+    assert_memory_equal(f.data, "b", 1);
+    fw_send(fd, SHOAL_FRAME_RESULT, f.h.id, "{\"ok\":true}", "B", 1);
+    assert_true(wait_result(&rb, 2000));
+    frame_free(&a);
+    frame_free(&g);
+    frame_free(&f);
+    result_free(&ra);
+    result_free(&rg);
+    result_free(&rb);
+    close(fd);
+}
+
+/* Workers with the most free slots are filled first; a group never straddles workers. */
+static void test_group_packing(void **state)
+{
+    frame_t w, f[4];
+    result_t r[5] = {{0}};
+    int big, small;
+    (void)state;
+
+    big = fw_hello("big8", 8, &w);
+    frame_free(&w);
+    small = fw_hello("small6", 6, &w);
+    frame_free(&w);
+    assert_int_equal(invoke_group("echo", 4, "", 0, &r[0], NULL), 0);
+    fw_expect(big, SHOAL_FRAME_INVOKE, &f[0]); /* 8 free against 6 */
+    assert_int_equal(invoke_group("echo", 4, "", 0, &r[1], NULL), 0);
+    fw_expect(small, SHOAL_FRAME_INVOKE, &f[1]); /* 6 against 4 */
+    assert_int_equal(invoke_group("echo", 3, "", 0, &r[2], NULL), 0);
+    fw_expect(big, SHOAL_FRAME_INVOKE, &f[2]); /* 4 against 2 */
+    assert_int_equal(invoke_group("echo", 2, "", 0, &r[3], NULL), 0);
+    fw_expect(small, SHOAL_FRAME_INVOKE, &f[3]); /* 1 against 2 */
+    expect_group_meta(&f[3], 2);
+    /* One slot left in all (on big): a group of 2 waits, though the cluster has 14 slots. */
+    assert_int_equal(invoke_group("echo", 2, "", 0, &r[4], NULL), 0);
+    fw_silent(big, 150);
+    fw_silent(small, 50);
+    /* small's group of 4 ends: 4 free there now, and the waiting group goes there. */
+    fw_send(small, SHOAL_FRAME_RESULT, f[1].h.id, "{\"ok\":true}", NULL, 0);
+    frame_free(&f[1]);
+    fw_expect(small, SHOAL_FRAME_INVOKE, &f[1]);
+    expect_group_meta(&f[1], 2);
+    fw_send(small, SHOAL_FRAME_RESULT, f[1].h.id, "{\"ok\":true}", NULL, 0);
+    fw_send(small, SHOAL_FRAME_RESULT, f[3].h.id, "{\"ok\":true}", NULL, 0);
+    fw_send(big, SHOAL_FRAME_RESULT, f[0].h.id, "{\"ok\":true}", NULL, 0);
+    fw_send(big, SHOAL_FRAME_RESULT, f[2].h.id, "{\"ok\":true}", NULL, 0);
+    for (int i = 0; i < 5; i++) {
+        assert_true(wait_result(&r[i], 2000));
+        assert_int_equal(r[i].code, SHOAL_API_OK);
+        result_free(&r[i]);
+    }
+    for (int i = 0; i < 4; i++)
+        frame_free(&f[i]);
+    close(big);
+    close(small);
+}
+
+/* A group that would fit only split over workers waits for one worker (cross-node groups do not
+ * exist yet) and times out saying so; one larger than the cluster is refused at once. */
+static void test_group_too_large_and_split(void **state)
+{
+    frame_t w;
+    result_t r = {0};
+    gcheck_t gc = {"echo", 9, 0, ""};
+    int a, b;
+    uint64_t t0;
+    (void)state;
+
+    /* No worker yet: the group waits for one like any invocation, then no_workers. */
+    assert_int_equal(invoke_group("echo", 100, "", 0, &r, NULL), 0);
+    assert_true(wait_result(&r, 2000));
+    assert_int_equal(r.code, SHOAL_API_NO_WORKERS);
+    result_free(&r);
+
+    a = fw_hello("a4", 4, &w);
+    frame_free(&w);
+    b = fw_hello("b4", 4, &w);
+    frame_free(&w);
+    assert_int_equal(invoke_group("echo", 9, "", 0, &r, NULL), -E2BIG);
+    on_loop(do_group_check, &gc);
+    assert_int_equal(gc.ret, -E2BIG);
+    assert_non_null(strstr(gc.msg, "group of 9 ranks"));
+    assert_non_null(strstr(gc.msg, "8 instances of 'echo' on 2 workers"));
+    gc.n = 8;
+    on_loop(do_group_check, &gc);
+    assert_int_equal(gc.ret, 0);
+    /* max_instances bounds each worker's share: "one" allows 1 instance per worker. */
+    gc = (gcheck_t){"one", 3, 0, ""};
+    on_loop(do_group_check, &gc);
+    assert_int_equal(gc.ret, -E2BIG);
+    assert_non_null(strstr(gc.msg, "2 instances of 'one'"));
+    assert_int_equal(invoke_group("echo", SHOAL_SCHED_GROUP_MAX + 1, "", 0, &r, NULL), -EINVAL);
+
+    /* 8 ranks fit the cluster only split 4 + 4: nothing is sent, and at the deadline the
+     * answer says why. */
+    t0 = shoal_util_now_ms();
+    assert_int_equal(invoke_group("slow", 8, "", 0, &r, NULL), 0);
+    fw_silent(a, 100);
+    fw_silent(b, 50);
+    assert_true(wait_result(&r, 2000));
+    assert_true(shoal_util_now_ms() - t0 >= 190);
+    assert_int_equal(r.code, SHOAL_API_TIMEOUT);
+    assert_non_null(strstr(r.msg, "cross-node groups are not implemented yet"));
+    result_free(&r);
+    shoal_sched_stats_t st;
+    on_loop(do_stats, &st);
+    assert_int_equal(st.queued, 0);
+    assert_int_equal(st.results[SHOAL_API_TIMEOUT], 1);
+    close(a);
+    close(b);
+}
+
+/* Losing the worker fails the whole group at once; its ranks are free again. */
+static void test_group_worker_lost(void **state)
+{
+    frame_t w, f;
+    result_t r = {0}, q = {0};
+    shoal_sched_stats_t st;
+    int fd;
+    (void)state;
+
+    fd = fw_hello("fragile", 3, &w);
+    frame_free(&w);
+    assert_int_equal(invoke_group("echo", 3, "", 0, &r, NULL), 0);
+    fw_expect(fd, SHOAL_FRAME_INVOKE, &f);
+    frame_free(&f);
+    assert_int_equal(invoke_group("echo", 2, "", 0, &q, NULL), 0); /* waits: worker full */
+    uint64_t t0 = shoal_util_now_ms();
+    close(fd);
+    assert_true(wait_result(&r, 2000));
+    assert_true(shoal_util_now_ms() - t0 < 1000);
+    assert_int_equal(r.code, SHOAL_API_WORKER_LOST);
+    assert_int_equal(r.status, 502);
+    assert_non_null(strstr(r.msg, "fragile"));
+    assert_non_null(strstr(r.msg, "group of 3"));
+    on_loop(do_stats, &st);
+    assert_int_equal(st.group_ranks, 0);
+    assert_int_equal(st.inflight, 0);
+    assert_int_equal(st.queued, 1);
+    /* The waiting group gets a new worker that connects in time. */
+    fd = fw_hello("fresh", 2, &w);
+    frame_free(&w);
+    fw_expect(fd, SHOAL_FRAME_INVOKE, &f);
+    expect_group_meta(&f, 2);
+    fw_send(fd, SHOAL_FRAME_RESULT, f.h.id, "{\"ok\":true}", NULL, 0);
+    frame_free(&f);
+    assert_true(wait_result(&q, 2000));
+    assert_int_equal(q.code, SHOAL_API_OK);
+    result_free(&r);
+    result_free(&q);
+    close(fd);
+}
+
+/* A worker forwards a shoal_call_group it cannot run itself as CALL with "group". */
+static void test_group_call(void **state)
+{
+    frame_t w, inv, f;
+    char why[128];
+    int fd;
+    (void)state;
+
+    fd = fw_hello("caller4", 4, &w);
+    frame_free(&w);
+    fw_send(fd, SHOAL_FRAME_CALL, 70,
+            "{\"function\":\"echo\",\"invocation_id\":\"abc\",\"depth\":0,\"timeout_ms\":900,"
+            "\"group\":3}",
+            "in", 2);
+    fw_expect(fd, SHOAL_FRAME_INVOKE, &inv);
+    expect_group_meta(&inv, 3);
+    assert_int_equal(json_integer_value(json_object_get(inv.meta, "depth")), 1);
+    assert_memory_equal(inv.data, "in", 2);
+    static const char RMETA[] = "{\"ok\":true,\"status\":200,\"headers\":{}}";
+    fw_send(fd, SHOAL_FRAME_RESULT, inv.h.id, RMETA, "rank0", 5);
+    fw_expect(fd, SHOAL_FRAME_CALL_RESULT, &f);
+    assert_int_equal(f.h.id, 70);
+    assert_string_equal(f.raw, RMETA);
+    assert_memory_equal(f.data, "rank0", 5);
+    frame_free(&f);
+    frame_free(&inv);
+
+    /* More ranks than the cluster holds, or a size out of range: answered, not run. */
+    fw_send(fd, SHOAL_FRAME_CALL, 71,
+            "{\"function\":\"echo\",\"depth\":0,\"timeout_ms\":900,\"group\":5}", NULL, 0);
+    fw_expect(fd, SHOAL_FRAME_CALL_RESULT, &f);
+    assert_int_equal(f.h.id, 71);
+    assert_false(json_is_true(json_object_get(f.meta, "ok")));
+    assert_string_equal(json_string_value(json_object_get(f.meta, "kind")), "too_large");
+    assert_non_null(strstr(json_string_value(json_object_get(f.meta, "error")), "group of 5"));
+    frame_free(&f);
+    fw_send(fd, SHOAL_FRAME_CALL, 72,
+            "{\"function\":\"echo\",\"depth\":0,\"timeout_ms\":900,\"group\":0}", NULL, 0);
+    fw_expect(fd, SHOAL_FRAME_CALL_RESULT, &f);
+    assert_int_equal(f.h.id, 72);
+    assert_false(json_is_true(json_object_get(f.meta, "ok")));
+    assert_non_null(strstr(json_string_value(json_object_get(f.meta, "error")), "1..1024"));
+    frame_free(&f);
+    /* A group that is not a number is a protocol error. */
+    fw_send(fd, SHOAL_FRAME_CALL, 73,
+            "{\"function\":\"echo\",\"depth\":0,\"timeout_ms\":900,\"group\":\"3\"}", NULL, 0);
+    assert_true(fw_closed(fd, why, sizeof(why)));
+    assert_non_null(strstr(why, "group"));
+    close(fd);
+}
+
+/* The controller's own backstop answers a group whose worker stays silent. */
+static void test_group_backstop(void **state)
+{
+    frame_t w, f;
+    result_t r = {0};
+    shoal_sched_stats_t st;
+    uint64_t t0;
+    int fd;
+    (void)state;
+
+    fd = fw_hello("mute", 4, &w);
+    frame_free(&w);
+    t0 = shoal_util_now_ms();
+    assert_int_equal(invoke_group("slow", 4, "", 0, &r, NULL), 0);
+    fw_expect(fd, SHOAL_FRAME_INVOKE, &f);
+    expect_group_meta(&f, 4);
+    assert_true(json_integer_value(json_object_get(f.meta, "timeout_ms")) <= 200);
+    frame_free(&f);
+    assert_true(wait_result(&r, 3000));
+    assert_true(shoal_util_now_ms() - t0 >= 380);
+    assert_int_equal(r.code, SHOAL_API_TIMEOUT);
+    result_free(&r);
+    on_loop(do_stats, &st);
+    assert_int_equal(st.group_ranks, 0);
+    close(fd);
+}
+
 static void do_only_shutdown(void *a)
 {
     (void)a;
@@ -985,6 +1407,13 @@ int main(void)
         T(test_warm_placement),
         T(test_large_frames),
         T(test_shutdown_answers_everything),
+        T(test_group_dispatch_and_answer),
+        T(test_group_waits_whole),
+        T(test_group_packing),
+        T(test_group_too_large_and_split),
+        T(test_group_worker_lost),
+        T(test_group_call),
+        T(test_group_backstop),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,7 +1,8 @@
 /* Tests runtime/: the shoal.h API as a function sees it, driven through a real channel with this
  * test playing the worker: input, output (in place, replaced, too large), errors, logs and their
  * limits, request meta, response meta validation, shoal_call (result and error), the size-1
- * collectives, and the sandbox steps in a child process. */
+ * collectives, and joining a group's arena (with a forked process as the other rank). The sandbox
+ * has its own tests (test_sandbox.c). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -17,6 +18,7 @@
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "runtime/runtime.h"
@@ -31,6 +33,7 @@ static uint8_t upbuf[SHOAL_CHANNEL_UP_CAP];
 static char logs[1 << 18];
 static size_t logs_len;
 static uint64_t seq;
+static uint32_t run_flags; /* SHOAL_INVOKE_* of the next run() */
 
 static int setup(void **state)
 {
@@ -61,7 +64,8 @@ static int teardown(void **state)
 static shoal_up_msg_t run(shoal_main_fn fn, const void *in, size_t len, const char *meta,
                           size_t meta_len)
 {
-    shoal_msg_invoke_t inv = {.seq = ++seq, .input_len = len, .meta_len = (uint32_t)meta_len};
+    shoal_msg_invoke_t inv = {
+        .seq = ++seq, .input_len = len, .meta_len = (uint32_t)meta_len, .flags = run_flags};
     shoal_ring_rec_t rec;
     shoal_up_msg_t m;
     int r;
@@ -369,7 +373,8 @@ static int fn_group(shoal_ctx *c)
     assert_int_equal(shoal_rank(c), 0);
     assert_int_equal(shoal_size(c), 1);
     assert_int_equal(shoal_barrier(c), 0);
-    assert_int_equal(shoal_call_group(c, "x", 2, "a", 1, &b), -ENOSYS);
+    assert_int_equal(shoal_call_group(c, "x", 0, "a", 1, &b), -EINVAL);
+    assert_int_equal(shoal_call_group(c, "x", SHOAL_CHANNEL_GROUP_MAX + 1, "a", 1, &b), -EINVAL);
     assert_int_equal(shoal_send(c, 1, "a", 1), -EINVAL);
     assert_int_equal(shoal_recv(c, 1, &b), -EINVAL);
     assert_int_equal(shoal_recv(c, 0, &b), -EDEADLK);
@@ -408,52 +413,198 @@ static void test_group(void **state)
     assert_int_equal(m.u.done.m.rc, 0);
 }
 
-static void test_sandbox(void **state)
+static int fn_call_group(shoal_ctx *c)
 {
-    int fds[2], keep[1], status;
+    call_rc = shoal_call_group(c, "callee", 3, "in", 2, &call_out);
+    return call_rc == 0 ? shoal_output(c, call_out.data, call_out.len) : 0;
+}
+
+static void test_call_group(void **state)
+{
+    shoal_ring_rec_t rec;
+    shoal_up_msg_t m, c;
+    uint8_t buf[512];
+    (void)state;
+
+    /* The CALL record carries the group size; the answer is rank 0's output. */
+    queue_call_done(0, NULL, "rank0", 2);
+    {
+        shoal_msg_invoke_t inv = {.seq = ++seq};
+        assert_int_equal(shoal_rt_run(CTX, fn_call_group, &inv), 0);
+    }
+    assert_int_equal(shoal_channel_recv(&W, &rec, buf, sizeof(buf)), 1);
+    assert_int_equal(shoal_channel_decode_up(&W.lay, rec.type, buf, rec.len, &c), 0);
+    assert_int_equal(c.type, SHOAL_MSG_CALL);
+    assert_int_equal(c.u.call.m.group, 3);
+    assert_string_equal(c.u.call.name, "callee");
+    assert_int_equal(shoal_channel_recv(&W, &rec, upbuf, sizeof(upbuf)), 1);
+    assert_int_equal(shoal_channel_decode_up(&W.lay, rec.type, upbuf, rec.len, &m), 0);
+    assert_int_equal(call_rc, 0);
+    assert_memory_equal(W.out, "rank0", 5);
+    /* A CALL claiming a group beyond the limit does not decode. */
+    c.u.call.m.group = SHOAL_CHANNEL_GROUP_MAX + 1;
+    memcpy(buf, &c.u.call.m, sizeof(c.u.call.m));
+    assert_int_equal(shoal_channel_decode_up(&W.lay, SHOAL_MSG_CALL, buf, rec.len, &m), -EPROTO);
+}
+
+/* Plays the worker's part of a group invocation: SHOAL_CTL_GROUP with the arena fd. */
+static void send_group(shoal_arena_t *a, uint64_t for_seq, int rank, int size)
+{
+    shoal_ctl_group_t g = {.magic = SHOAL_CTL_MAGIC,
+                           .type = SHOAL_CTL_GROUP,
+                           .seq = for_seq,
+                           .rank = rank,
+                           .size = size,
+                           .deadline_ns = shoal_arena_header(a)->deadline_ns};
+    union {
+        char buf[CMSG_SPACE(sizeof(int))];
+        struct cmsghdr align;
+    } cbuf;
+    struct iovec iov = {&g, sizeof(g)};
+    struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1};
+    struct cmsghdr *cm;
+    int fd = shoal_arena_fd(a);
+
+    memset(&cbuf, 0, sizeof(cbuf));
+    mh.msg_control = cbuf.buf;
+    mh.msg_controllen = sizeof(cbuf.buf);
+    cm = CMSG_FIRSTHDR(&mh);
+    cm->cmsg_level = SOL_SOCKET;
+    cm->cmsg_type = SCM_RIGHTS;
+    cm->cmsg_len = CMSG_LEN(sizeof(int));
+    memcpy(CMSG_DATA(cm), &fd, sizeof(int));
+    assert_int_equal(sendmsg(SV[0], &mh, 0), (ssize_t)sizeof(g));
+}
+
+static uint64_t in_10s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)(ts.tv_sec + 10) * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static int fn_rank0(shoal_ctx *c)
+{
+    int64_t x = 5, y = 0;
+    shoal_buf b, parts[2];
+
+    if (shoal_rank(c) != 0 || shoal_size(c) != 2)
+        return shoal_error(c, "rank %d size %d", shoal_rank(c), shoal_size(c));
+    if (shoal_bcast(c, 0, "hello", 5, &b) != 0 || b.len != 5)
+        return shoal_error(c, "bcast");
+    if (shoal_recv(c, 1, &b) != 0 || b.len != 5 || memcmp(b.data, "from1", 5) != 0)
+        return shoal_error(c, "recv");
+    if (shoal_recv(c, 0, &b) != -EDEADLK)
+        return shoal_error(c, "recv from self");
+    if (shoal_allreduce(c, &x, &y, 1, SHOAL_INT64, SHOAL_SUM) != 0 || y != 12)
+        return shoal_error(c, "allreduce");
+    /* Not the root: parts may be NULL. */
+    if (shoal_gather(c, 1, "g0", 2, NULL) != 0)
+        return shoal_error(c, "gather");
+    parts[0] = parts[1] = (shoal_buf){NULL, 0};
+    if (shoal_scatter(c, 1, parts, &b) != 0 || b.len != 3 || memcmp(b.data, "to0", 3) != 0)
+        return shoal_error(c, "scatter");
+    return shoal_output(c, "done", 4);
+}
+
+/* Rank 1, in a child process, straight on the engine. */
+static int rank1(int fd)
+{
+    shoal_coll_t *c;
+    shoal_buf b, parts[2] = {{"to0", 3}, {"to1", 3}};
+    int64_t x = 7, y = 0;
+
+    if (shoal_coll_create(&c, fd, 1, 2, in_10s()) < 0)
+        return 1;
+    if (shoal_coll_bcast(c, 0, NULL, 0, &b) != 0 || b.len != 5 || memcmp(b.data, "hello", 5) != 0)
+        return 2;
+    if (shoal_coll_send(c, 0, "from1", 5) != 0)
+        return 3;
+    if (shoal_coll_allreduce(c, &x, &y, 1, SHOAL_INT64, SHOAL_SUM) != 0 || y != 12)
+        return 4;
+    if (shoal_coll_gather(c, 1, "g1", 2, parts) != 0 || parts[0].len != 2 ||
+        memcmp(parts[0].data, "g0", 2) != 0)
+        return 5;
+    parts[0] = (shoal_buf){"to0", 3};
+    parts[1] = (shoal_buf){"to1", 3};
+    if (shoal_coll_scatter(c, 1, parts, &b) != 0 || b.len != 3)
+        return 6;
+    shoal_coll_destroy(c);
+    return 0;
+}
+
+static void test_group_join(void **state)
+{
+    shoal_arena_t *a;
+    shoal_up_msg_t m;
+    int status, who, why;
     pid_t pid;
     (void)state;
 
-    assert_int_equal(pipe(fds), 0);
-    keep[0] = fds[1];
+    assert_int_equal(shoal_arena_create(&a, 2, 64u << 20, in_10s()), 0);
     pid = fork();
-    if (pid == 0) {
-        struct rlimit rl;
-        shoal_sandbox_limits_t lim = {.memory_mb = 64, .channel_size = 1 << 20};
-        if (shoal_sandbox_stem_init(getppid() + 100000, keep, 1) != -ESRCH)
-            _exit(10);
-        if (shoal_sandbox_stem_init(getppid(), keep, 1) != 0)
-            _exit(11);
-        if (fcntl(fds[0], F_GETFD) != -1 || fcntl(fds[1], F_GETFD) == -1)
-            _exit(12); /* closed all but the kept one */
-        if (getrlimit(RLIMIT_NOFILE, &rl) < 0 || rl.rlim_max != SHOAL_SANDBOX_NOFILE)
-            _exit(13);
-        if (getrlimit(RLIMIT_CORE, &rl) < 0 || rl.rlim_max != 0)
-            _exit(14);
-        if (prctl(PR_GET_NO_NEW_PRIVS, 0, 0, 0, 0) != 1)
-            _exit(15);
-        if (shoal_sandbox_lockdown(&lim) != 0)
-            _exit(16);
-        getrlimit(RLIMIT_AS, &rl);
-        if (!shoal_sandbox_asan() &&
-            rl.rlim_max != (64ull << 20) + (1 << 20) + SHOAL_SANDBOX_AS_BASE)
-            _exit(17);
-        if (shoal_sandbox_asan() && rl.rlim_max != RLIM_INFINITY)
-            _exit(18);
-        _exit(0);
-    }
-    close(fds[0]);
-    close(fds[1]);
+    if (pid == 0)
+        _exit(rank1(shoal_arena_fd(a)));
+    send_group(a, seq + 1, 0, 2);
+    run_flags = SHOAL_INVOKE_GROUP;
+    m = run(fn_rank0, NULL, 0, NULL, 0);
+    run_flags = 0;
+    if (m.u.done.m.rc != 0)
+        fail_msg("rank 0: %.*s", (int)m.u.done.m.err_len, m.u.done.err);
+    assert_int_equal(m.u.done.m.out_len, 4);
+    assert_memory_equal(W.out, "done", 4);
     assert_int_equal(waitpid(pid, &status, 0), pid);
     assert_true(WIFEXITED(status));
     assert_int_equal(WEXITSTATUS(status), 0);
+    /* Rank 0 left the group after shoal_main, without blaming anyone. */
+    assert_null(CTX->coll);
+    assert_true(atomic_load(&shoal_arena_ctl_of(a, 0)->state) & SHOAL_ARENA_GONE);
+    assert_int_equal(shoal_arena_failure(a, &who, &why), 0);
+    shoal_arena_destroy(a);
+}
+
+static int fn_fails_in_group(shoal_ctx *c)
+{
+    if (shoal_size(c) != 1)
+        return 0;
+    return shoal_error(c, "no");
+}
+
+static void test_group_join_errors(void **state)
+{
+    shoal_arena_t *a;
+    shoal_up_msg_t m;
+    int who, why;
+    (void)state;
+
+    assert_int_equal(shoal_arena_create(&a, 1, 0, in_10s()), 0);
+    /* A GROUP message for another invocation: the function does not run. */
+    send_group(a, seq + 7, 0, 1);
+    run_flags = SHOAL_INVOKE_GROUP;
+    m = run(fn_echo, "x", 1, NULL, 0);
+    assert_true(m.u.done.m.rc != 0);
+    assert_true(m.u.done.m.flags & SHOAL_DONE_NO_GROUP);
+    assert_int_equal(m.u.done.m.out_len, 0);
+    assert_non_null(memmem(m.u.done.err, m.u.done.m.err_len, "cannot join the group", 21));
+    /* A rank that fails records it in the arena, so that its peers stop waiting for it. */
+    send_group(a, seq + 1, 0, 1);
+    m = run(fn_fails_in_group, NULL, 0, NULL, 0);
+    run_flags = 0;
+    assert_true(m.u.done.m.rc != 0);
+    assert_false(m.u.done.m.flags & SHOAL_DONE_NO_GROUP);
+    assert_int_equal(shoal_arena_failure(a, &who, &why), 1);
+    assert_int_equal(who, 0);
+    assert_int_equal(why, SHOAL_ARENA_FAIL_LEFT);
+    shoal_arena_destroy(a);
 }
 
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_io),   cmocka_unit_test(test_meta),  cmocka_unit_test(test_log),
-        cmocka_unit_test(test_call), cmocka_unit_test(test_group), cmocka_unit_test(test_sandbox),
+        cmocka_unit_test(test_io),         cmocka_unit_test(test_meta),
+        cmocka_unit_test(test_log),        cmocka_unit_test(test_call),
+        cmocka_unit_test(test_group),      cmocka_unit_test(test_call_group),
+        cmocka_unit_test(test_group_join), cmocka_unit_test(test_group_join_errors),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -1,7 +1,12 @@
 /* Tests the real shoal-worker (and shoal-runtime) against a fake controller that speaks the
  * frame protocol with transport/frame.c: HELLO/WELCOME, FETCH/ARTIFACT, FUNC/FUNC_ACK,
  * INVOKE/RESULT (echo, meta, errors, crash, timeout, too large, overload, 32 MiB), shoal_call
- * served locally and forwarded as CALL, logs, STATUS, and a clean SIGTERM exit. */
+ * served locally and forwarded as CALL, logs, STATUS, and a clean SIGTERM exit. Groups: every
+ * collective for sizes 1, 2, 3, 8 and 17, roots 0 and last, parts of 0, 1, odd and 64 MiB bytes
+ * checked byte for byte (tests/worker/fn_group.c), failing ranks (crash, never arriving, error,
+ * leaving early) named in bounded time, all-or-nothing admission, shoal_call_group served here
+ * and forwarded, 1000 groups without an fd or arena leak, and two measurements (a 64-rank group
+ * end to end, bcast of 64 MiB among 8 ranks). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -9,6 +14,7 @@
 #include <cmocka.h>
 
 #include <arpa/inet.h>
+#include <dirent.h>
 #include <errno.h>
 #include <jansson.h>
 #include <netinet/in.h>
@@ -21,6 +27,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "common/util.h"
@@ -67,6 +74,8 @@ static const char *functions[][2] = {
               "memcpy(o+6,out.data,out.len);\n"
               " return 0;}\n"},
     {"broken", "this is not C\n"},
+    /* "@file": the source is tests/worker/<file>. */
+    {"group", "@fn_group.c"},
 };
 #define NFN (sizeof(functions) / sizeof(functions[0]))
 
@@ -79,6 +88,7 @@ static struct {
     int lfd, fd;
     uint32_t next_id;
     int calls_seen;
+    json_int_t last_call_group;
     int statuses_seen;
     json_t *last_status;
 } T;
@@ -183,6 +193,7 @@ static void expect(uint8_t type, frame_t *f)
             char out[256];
             int n = snprintf(out, sizeof(out), "remote:%.*s", (int)f->len, f->data);
             T.calls_seen++;
+            T.last_call_group = json_integer_value(json_object_get(f->meta, "group"));
             send_frame(SHOAL_FRAME_CALL_RESULT, f->hdr.id, json_pack("{s:b}", "ok", 1), out,
                        (size_t)n);
         } else {
@@ -240,11 +251,15 @@ static int setup(void **state)
     snprintf(T.dir, sizeof(T.dir), "/tmp/shoal-test-worker.XXXXXX");
     assert_non_null(mkdtemp(T.dir));
     for (size_t i = 0; i < NFN; i++) {
-        snprintf(path, sizeof(path), "%s/%s.c", T.dir, functions[i][0]);
-        fp = fopen(path, "w");
-        fputs(functions[i][1], fp);
-        fclose(fp);
-        snprintf(cmd, sizeof(cmd), "cc -shared -fPIC -O1 -I%s/include %s -o %s/%s.so 2>/dev/null",
+        if (functions[i][1][0] == '@') {
+            snprintf(path, sizeof(path), "%s/tests/worker/%s", src, functions[i][1] + 1);
+        } else {
+            snprintf(path, sizeof(path), "%s/%s.c", T.dir, functions[i][0]);
+            fp = fopen(path, "w");
+            fputs(functions[i][1], fp);
+            fclose(fp);
+        }
+        snprintf(cmd, sizeof(cmd), "cc -shared -fPIC -O2 -I%s/include %s -o %s/%s.so 2>/dev/null",
                  src, path, T.dir, functions[i][0]);
         if (system(cmd) != 0) {
             /* "broken" stands for a bad artifact: ship its source text as the .so. */
@@ -265,7 +280,7 @@ static int setup(void **state)
     snprintf(path, sizeof(path), "%s/home", T.dir);
     T.worker = fork();
     if (T.worker == 0) {
-        execl(bin, bin, "--controller", port, "--node", "testnode", "--home", path, "--slots", "8",
+        execl(bin, bin, "--controller", port, "--node", "testnode", "--home", path, "--slots", "64",
               "--stems", "1", "--keep-alive-ms", "60000", (char *)NULL);
         _exit(127);
     }
@@ -274,7 +289,7 @@ static int setup(void **state)
     setsockopt(T.fd, IPPROTO_TCP, TCP_NODELAY, &(int){1}, sizeof(int));
     expect(SHOAL_FRAME_HELLO, &f);
     assert_string_equal(json_string_value(json_object_get(f.meta, "node")), "testnode");
-    assert_int_equal(json_integer_value(json_object_get(f.meta, "slots")), 8);
+    assert_int_equal(json_integer_value(json_object_get(f.meta, "slots")), 64);
     assert_int_equal(json_integer_value(json_object_get(f.meta, "protocol")), 1);
     frame_free(&f);
     send_frame(SHOAL_FRAME_WELCOME, 0,
@@ -484,7 +499,7 @@ static void test_status(void **state)
     /* STATUS comes on change and as a heartbeat; the last invocation's instance settles idle. */
     for (tries = 0; tries < 30 && !settled; tries++) {
         expect(SHOAL_FRAME_STATUS, &f);
-        assert_int_equal(json_integer_value(json_object_get(f.meta, "slots")), 8);
+        assert_int_equal(json_integer_value(json_object_get(f.meta, "slots")), 64);
         assert_true(json_is_integer(json_object_get(f.meta, "busy")));
         assert_true(json_is_integer(json_object_get(f.meta, "stems")));
         pools = json_object_get(f.meta, "pools");
@@ -503,30 +518,33 @@ static void test_status(void **state)
     assert_true(settled);
 }
 
-/* Pids of the worker's children whose command name is comm. */
+/* Pids of the worker's children whose command name is comm (NULL: any). */
 static int children_named(const char *comm, pid_t *out, int max)
 {
-    char path[64], buf[512], *p;
+    char path[300], buf[512], *p;
+    struct dirent *d;
+    DIR *proc;
     int n = 0;
     FILE *f;
 
-    for (pid_t pid = 1; pid < 4194304 && n < max; pid++) {
-        snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
-        if ((f = fopen(path, "r")) == NULL) {
-            if (pid > 200000)
-                break;
+    assert_non_null(proc = opendir("/proc"));
+    while (n < max && (d = readdir(proc)) != NULL) {
+        if (d->d_name[0] < '1' || d->d_name[0] > '9')
             continue;
-        }
+        snprintf(path, sizeof(path), "/proc/%s/stat", d->d_name);
+        if ((f = fopen(path, "r")) == NULL)
+            continue;
         if (fgets(buf, sizeof(buf), f) != NULL && (p = strrchr(buf, ')')) != NULL) {
             int ppid = 0;
             char *name = strchr(buf, '(');
             *p = 0;
             sscanf(p + 2, "%*c %d", &ppid);
-            if (ppid == T.worker && strcmp(name + 1, comm) == 0)
-                out[n++] = pid;
+            if (ppid == T.worker && (comm == NULL || strcmp(name + 1, comm) == 0))
+                out[n++] = (pid_t)atoi(d->d_name);
         }
         fclose(f);
     }
+    closedir(proc);
     return n;
 }
 
@@ -596,15 +614,380 @@ static void test_reconnect(void **state)
     frame_free(&f);
 }
 
+/* ---- groups ---- */
+
+/* The group function under another name. What a rank puts in the arena counts against its own
+ * memory limit until the group ends (with cgroups), and the 64 MiB runs put several parts on one
+ * rank: 1 GB each. */
+static json_t *group_fn(const char *name, int timeout_ms, int max_instances)
+{
+    json_t *fn = fn_json("group", 1, timeout_ms, max_instances);
+    json_object_set_new(fn, "name", json_string(name));
+    json_object_set_new(fn, "memory_mb", json_integer(1024));
+    return fn;
+}
+
+static json_t *group_meta(int n)
+{
+    json_t *ranks = json_array();
+    for (int i = 0; i < n; i++)
+        json_array_append_new(ranks, json_integer(i));
+    return json_pack("{s:s,s:i,s:o,s:s}", "id", "00c0ffee", "size", n, "ranks", ranks, "transport",
+                     "shm");
+}
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+/* Runs cmd as a group of n (group meta gm, or group_meta(n)) and waits for its RESULT. */
+static void run_group(frame_t *r, json_t *fn, json_t *gm, const char *cmd)
+{
+    uint32_t id = ++T.next_id;
+
+    send_frame(SHOAL_FRAME_INVOKE, id,
+               json_pack("{s:o,s:s,s:i,s:i,s:o,s:o}", "fn", fn, "invocation_id", "inv-g",
+                         "timeout_ms", 60000, "depth", 0, "meta", json_object(), "group", gm),
+               cmd, strlen(cmd));
+    expect(SHOAL_FRAME_RESULT, r);
+    assert_int_equal(r->hdr.id, id);
+}
+
+static void expect_ok(frame_t *r, const char *cmd)
+{
+    if (!json_is_true(json_object_get(r->meta, "ok")))
+        fail_msg("%s: %s: %s", cmd, kind_of(r), error_of(r));
+    assert_int_equal(r->len, 2);
+    assert_memory_equal(r->data, "ok", 2);
+}
+
+static void test_group_collectives(void **state)
+{
+    static const int sizes[] = {1, 2, 3, 8, 17};
+    static const long bases[] = {0, 1, 1001};
+    char cmd[128];
+    frame_t r;
+    (void)state;
+
+    for (size_t i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
+        int n = sizes[i];
+        for (int root = 0; root < 2; root++) {
+            for (size_t b = 0; b < sizeof(bases) / sizeof(bases[0]); b++) {
+                snprintf(cmd, sizeof(cmd), "coll %d %d %ld 0", n, root ? -1 : 0, bases[b]);
+                run_group(&r, group_fn("group", 60000, 64), group_meta(n), cmd);
+                expect_ok(&r, cmd);
+                frame_free(&r);
+            }
+            /* One part of 64 MiB + 3 per collective. */
+            snprintf(cmd, sizeof(cmd), "coll %d %d 5 1", n, root ? -1 : 0);
+            run_group(&r, group_fn("group", 60000, 64), group_meta(n), cmd);
+            expect_ok(&r, cmd);
+            frame_free(&r);
+        }
+    }
+    /* The checks can fail: a group of 2 told to expect 3 ranks says so. */
+    run_group(&r, group_fn("group", 60000, 64), group_meta(2), "coll 3 0 5 0");
+    assert_string_equal(kind_of(&r), "function");
+    assert_non_null(strstr(error_of(&r), "size 2, expected 3"));
+    frame_free(&r);
+    /* A group without "ranks" and "transport" is the whole group over shared memory. */
+    run_group(&r, group_fn("group", 60000, 64), json_pack("{s:i}", "size", 2), "whoami");
+    assert_true(json_is_true(json_object_get(r.meta, "ok")));
+    assert_string_equal((char *)r.data, "size=2");
+    /* Rank 0's status and headers. */
+    assert_int_equal(json_integer_value(json_object_get(r.meta, "status")), 203);
+    assert_string_equal(
+        json_string_value(json_object_get(json_object_get(r.meta, "headers"), "x-group-size")),
+        "2");
+    frame_free(&r);
+}
+
+/* A failing rank ends the group with its error, naming it, in bounded time. */
+static void expect_group_error(json_t *fn, int n, const char *cmd, const char *kind,
+                               const char *error, double max_s)
+{
+    double t = now_s();
+    frame_t r;
+
+    run_group(&r, fn, group_meta(n), cmd);
+    t = now_s() - t;
+    assert_false(json_is_true(json_object_get(r.meta, "ok")));
+    if (strcmp(kind_of(&r), kind) != 0 || strcmp(error_of(&r), error) != 0)
+        fail_msg("%s: got %s \"%s\", want %s \"%s\"", cmd, kind_of(&r), error_of(&r), kind, error);
+    if (t > max_s)
+        fail_msg("%s: took %.2f s", cmd, t);
+    frame_free(&r);
+}
+
+static void test_group_failures(void **state)
+{
+    frame_t r;
+    (void)state;
+
+    expect_group_error(group_fn("group", 60000, 64), 3, "crash 2", "crash",
+                       "rank 2 crashed: killed by signal 11 (SIGSEGV)", 2.5);
+    expect_group_error(group_fn("group", 60000, 64), 8, "crash 0", "crash",
+                       "rank 0 crashed: killed by signal 11 (SIGSEGV)", 2.5);
+    /* The others wait in a barrier for rank 1, which never comes: the deadline names it. */
+    expect_group_error(group_fn("gshort", 1000, 64), 3, "sleep 1", "timeout",
+                       "rank 1 exceeded the timeout of 1000 ms", 3.5);
+    expect_group_error(group_fn("group", 60000, 64), 4, "fail 2", "function",
+                       "rank 2 failed: rank 2 says no", 2.5);
+    expect_group_error(group_fn("group", 60000, 64), 3, "leave 1", "function",
+                       "rank 1 returned from shoal_main while other ranks still waited for it",
+                       2.5);
+    /* A function that cannot load fails every rank; the first one is answered. */
+    run_group(&r, fn_json("broken", 1, 60000, 64), group_meta(3), "trivial");
+    assert_string_equal(kind_of(&r), "function");
+    assert_non_null(strstr(error_of(&r), "failed: cannot load function"));
+    frame_free(&r);
+    /* The node still runs groups, on the instances that survived and new ones. */
+    run_group(&r, group_fn("group", 60000, 64), group_meta(8), "coll 8 0 33 0");
+    expect_ok(&r, "coll after failures");
+    frame_free(&r);
+}
+
+static void test_group_admission(void **state)
+{
+    json_t *ranks;
+    frame_t r;
+    (void)state;
+
+    /* More ranks than slots, or than max_instances: refused whole, nothing started. */
+    run_group(&r, group_fn("group", 60000, 64), group_meta(65), "trivial");
+    assert_string_equal(kind_of(&r), "overload");
+    frame_free(&r);
+    run_group(&r, group_fn("gsmall", 60000, 4), group_meta(5), "trivial");
+    assert_string_equal(kind_of(&r), "overload");
+    assert_non_null(strstr(error_of(&r), "max_instances 4"));
+    frame_free(&r);
+    run_group(&r, group_fn("gsmall", 60000, 4), group_meta(4), "barrier");
+    expect_ok(&r, "gsmall 4");
+    frame_free(&r);
+    /* Only whole groups, over shared memory. */
+    ranks = json_pack("{s:s,s:i,s:[i,i],s:s}", "id", "ab", "size", 3, "ranks", 0, 2, "transport",
+                      "shm");
+    run_group(&r, group_fn("group", 60000, 64), ranks, "trivial");
+    assert_string_equal(kind_of(&r), "internal");
+    frame_free(&r);
+    run_group(&r, group_fn("group", 60000, 64),
+              json_pack("{s:s,s:i,s:s}", "id", "ab", "size", 2, "transport", "redis"), "trivial");
+    assert_string_equal(kind_of(&r), "internal");
+    assert_non_null(strstr(error_of(&r), "not supported"));
+    frame_free(&r);
+    run_group(&r, group_fn("group", 60000, 64), json_pack("{s:s,s:i}", "id", "xyz", "size", 2),
+              "trivial");
+    assert_string_equal(kind_of(&r), "internal");
+    frame_free(&r);
+}
+
+static void test_group_calls(void **state)
+{
+    int before = T.calls_seen;
+    frame_t r;
+    (void)state;
+
+    /* From a plain invocation: the group runs here, no CALL frame. */
+    call(&r, group_fn("group", 60000, 64), "call 3 coll 3 -1 77 0", 21, NULL);
+    expect_ok(&r, "call 3");
+    frame_free(&r);
+    assert_int_equal(T.calls_seen, before);
+    /* Too big for this node: forwarded with "group". */
+    call(&r, group_fn("group", 60000, 64), "call 100 whoami", 15, NULL);
+    assert_true(json_is_true(json_object_get(r.meta, "ok")));
+    assert_string_equal((char *)r.data, "remote:whoami");
+    assert_int_equal(T.calls_seen, before + 1);
+    assert_int_equal(T.last_call_group, 100);
+    frame_free(&r);
+    /* A failing group's error reaches the caller. */
+    call(&r, group_fn("group", 60000, 64), "call 2 fail 1", 13, NULL);
+    assert_string_equal(kind_of(&r), "function");
+    assert_non_null(strstr(error_of(&r), "rank 1 failed: rank 1 says no"));
+    frame_free(&r);
+    call(&r, group_fn("group", 60000, 64), "call 0 whoami", 13, NULL);
+    assert_non_null(strstr(error_of(&r), "call_group: -22"));
+    frame_free(&r);
+}
+
+/* Groups run side by side, each with its own arena: one times out while two others succeed. */
+static void test_group_concurrent(void **state)
+{
+    const char *cmds[3] = {"sleep 2", "coll 8 0 1001 0", "coll 5 -1 0 0"};
+    const int sizes[3] = {3, 8, 5};
+    uint32_t ids[3];
+    int done[3] = {0, 0, 0};
+    frame_t r;
+    (void)state;
+
+    for (int i = 0; i < 3; i++) {
+        ids[i] = ++T.next_id;
+        send_frame(SHOAL_FRAME_INVOKE, ids[i],
+                   json_pack("{s:o,s:s,s:i,s:i,s:o,s:o}", "fn",
+                             group_fn(i == 0 ? "gshort" : "group", i == 0 ? 1000 : 60000, 64),
+                             "invocation_id", "inv-c", "timeout_ms", 60000, "depth", 0, "meta",
+                             json_object(), "group", group_meta(sizes[i])),
+                   cmds[i], strlen(cmds[i]));
+    }
+    for (int k = 0; k < 3; k++) {
+        int i;
+        expect(SHOAL_FRAME_RESULT, &r);
+        for (i = 0; i < 3 && ids[i] != r.hdr.id; i++)
+            ;
+        assert_true(i < 3);
+        assert_false(done[i]);
+        done[i] = 1;
+        if (i == 0) {
+            assert_string_equal(kind_of(&r), "timeout");
+            assert_string_equal(error_of(&r), "rank 2 exceeded the timeout of 1000 ms");
+            /* The others finished first. */
+            assert_true(done[1] && done[2]);
+        } else {
+            expect_ok(&r, cmds[i]);
+        }
+        frame_free(&r);
+    }
+}
+
+/* fds of pid, and how many of them are group arenas. */
+static int count_fds(pid_t pid, int *arenas)
+{
+    char dir[64], path[400], link[256];
+    struct dirent *d;
+    ssize_t n;
+    DIR *dp;
+    int count = 0;
+
+    *arenas = 0;
+    snprintf(dir, sizeof(dir), "/proc/%d/fd", (int)pid);
+    assert_non_null(dp = opendir(dir));
+    while ((d = readdir(dp)) != NULL) {
+        if (d->d_name[0] == '.')
+            continue;
+        count++;
+        snprintf(path, sizeof(path), "%s/%s", dir, d->d_name);
+        if ((n = readlink(path, link, sizeof(link) - 1)) > 0) {
+            link[n] = 0;
+            if (strncmp(link, "/memfd:shoal-arena", 18) == 0)
+                (*arenas)++;
+        }
+    }
+    closedir(dp);
+    return count - 1; /* opendir's own */
+}
+
+/* Mappings of group arenas in the worker and its children. */
+static int arena_maps(void)
+{
+    pid_t pids[256];
+    char path[64], line[512];
+    int n = children_named(NULL, pids, 255), maps = 0;
+    FILE *f;
+
+    pids[n++] = T.worker;
+    for (int i = 0; i < n; i++) {
+        snprintf(path, sizeof(path), "/proc/%d/maps", (int)pids[i]);
+        if ((f = fopen(path, "r")) == NULL)
+            continue;
+        while (fgets(line, sizeof(line), f) != NULL)
+            if (strstr(line, "shoal-arena") != NULL)
+                maps++;
+        fclose(f);
+    }
+    return maps;
+}
+
+static void test_group_no_leaks(void **state)
+{
+    int fds_before, fds_after, arenas, i;
+    double t;
+    frame_t r;
+    (void)state;
+
+    for (i = 0; i < 6; i++) {
+        run_group(&r, group_fn("gleak", 60000, 8), group_meta(2 + i % 2), "barrier");
+        expect_ok(&r, "warm-up");
+        frame_free(&r);
+    }
+    fds_before = count_fds(T.worker, &arenas);
+    assert_int_equal(arenas, 0);
+    t = now_s();
+    for (i = 0; i < 1000; i++) {
+        run_group(&r, group_fn("gleak", 60000, 8), group_meta(2 + i % 2), "barrier");
+        if (!json_is_true(json_object_get(r.meta, "ok")))
+            fail_msg("group %d: %s", i, error_of(&r));
+        frame_free(&r);
+    }
+    t = now_s() - t;
+    fds_after = count_fds(T.worker, &arenas);
+    assert_int_equal(arenas, 0);
+    assert_int_equal(fds_after, fds_before);
+    assert_int_equal(arena_maps(), 0);
+    print_message("1000 groups of 2-3 ranks (one barrier each): %.1f us per group\n",
+                  t * 1e6 / 1000);
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+static void test_group_measure(void **state)
+{
+    double lat[20], t;
+    frame_t r;
+    (void)state;
+
+    /* A 64-rank group of a trivial function: the first one starts the instances. */
+    t = now_s();
+    run_group(&r, group_fn("group", 60000, 64), group_meta(64), "trivial");
+    expect_ok(&r, "64 ranks, cold");
+    frame_free(&r);
+    print_message("64-rank trivial group, cold (64 instances started): %.1f ms\n",
+                  (now_s() - t) * 1e3);
+    for (int i = 0; i < 20; i++) {
+        t = now_s();
+        run_group(&r, group_fn("group", 60000, 64), group_meta(64), i % 2 ? "barrier" : "trivial");
+        lat[i] = (now_s() - t) * 1e6;
+        expect_ok(&r, "64 ranks");
+        frame_free(&r);
+    }
+    qsort(lat, 20, sizeof(double), cmp_double);
+    print_message("64-rank group, warm, end to end through the test controller: median %.0f us, "
+                  "best %.0f us, worst %.0f us (trivial and one barrier alternately)\n",
+                  lat[10], lat[0], lat[19]);
+    run_group(&r, group_fn("group", 60000, 64), group_meta(8), "bench 67108864 5");
+    assert_true(json_is_true(json_object_get(r.meta, "ok")));
+    print_message("bcast of 64 MiB among 8 ranks (best of 5, bcast + barrier) vs one memcpy: %s\n",
+                  (char *)r.data);
+    frame_free(&r);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_echo),     cmocka_unit_test(test_meta),
-        cmocka_unit_test(test_errors),   cmocka_unit_test(test_crash_and_timeout),
-        cmocka_unit_test(test_overload), cmocka_unit_test(test_calls),
-        cmocka_unit_test(test_update),   cmocka_unit_test(test_large),
-        cmocka_unit_test(test_status),   cmocka_unit_test(test_zygote_restart),
-        cmocka_unit_test(test_min_warm), cmocka_unit_test(test_reconnect),
+        cmocka_unit_test(test_echo),
+        cmocka_unit_test(test_meta),
+        cmocka_unit_test(test_errors),
+        cmocka_unit_test(test_crash_and_timeout),
+        cmocka_unit_test(test_overload),
+        cmocka_unit_test(test_calls),
+        cmocka_unit_test(test_update),
+        cmocka_unit_test(test_large),
+        cmocka_unit_test(test_status),
+        cmocka_unit_test(test_zygote_restart),
+        cmocka_unit_test(test_min_warm),
+        cmocka_unit_test(test_reconnect),
+        cmocka_unit_test(test_group_collectives),
+        cmocka_unit_test(test_group_failures),
+        cmocka_unit_test(test_group_admission),
+        cmocka_unit_test(test_group_calls),
+        cmocka_unit_test(test_group_concurrent),
+        cmocka_unit_test(test_group_no_leaks),
+        cmocka_unit_test(test_group_measure),
     };
     signal(SIGPIPE, SIG_IGN);
     T.fd = -1;
