@@ -23,6 +23,10 @@ const char shoal_cli_usage[] =
     "  ls        list the deployed functions\n"
     "  rm        delete functions\n"
     "  workers   list the connected workers and their pools\n"
+    "  result    show an async invocation; --wait for its output\n"
+    "  invocations  list async invocations (--function F, --state S)\n"
+    "  trigger   add, list and remove triggers (HTTP routes, timers, topics)\n"
+    "  publish   publish an event to a topic\n"
     "  help      show the help of a command\n"
     "\n"
     "Options (before or after the command):\n"
@@ -35,7 +39,8 @@ const char shoal_cli_usage[] =
 
 static const shoal_cli_cmd_t *const commands[] = {
     &shoal_cli_cmd_up, &shoal_cli_cmd_deploy,  &shoal_cli_cmd_invoke, &shoal_cli_cmd_ls,
-    &shoal_cli_cmd_rm, &shoal_cli_cmd_workers, &shoal_cli_cmd_help,
+    &shoal_cli_cmd_rm, &shoal_cli_cmd_workers, &shoal_cli_cmd_result, &shoal_cli_cmd_invocations,
+    &shoal_cli_cmd_trigger, &shoal_cli_cmd_publish, &shoal_cli_cmd_help,
 };
 
 const shoal_cli_cmd_t *shoal_cli_find(const char *name)

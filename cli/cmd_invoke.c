@@ -21,7 +21,7 @@
 #define MAX_HEADERS 64
 #define PATH_MAX_LEN 8192
 
-enum { OPT_DATA = 1, OPT_OUTPUT, OPT_HEADER, OPT_QUERY };
+enum { OPT_DATA = 1, OPT_OUTPUT, OPT_HEADER, OPT_QUERY, OPT_ASYNC };
 
 /* Checks "Name: value" / "Name:value" and returns it as a curl header line (malloc'd). */
 static char *header_line(const char *spec, char *err, size_t errsize)
@@ -63,7 +63,7 @@ static int invoke_run(shoal_cli_t *cli, int argc, char **argv)
     static const shoal_cli_opt_t opts[] = {
         {"data", 'd', 1, OPT_DATA},     {"output", 'o', 1, OPT_OUTPUT},
         {"header", 'H', 1, OPT_HEADER}, {"query", 'q', 1, OPT_QUERY},
-        SHOAL_CLI_COMMON_OPTS,
+        {"async", 0, 0, OPT_ASYNC},     SHOAL_CLI_COMMON_OPTS,
     };
     const shoal_cli_cmd_t *self = &shoal_cli_cmd_invoke;
     const char *name = NULL, *data = NULL, *output = NULL;
@@ -113,6 +113,16 @@ static int invoke_run(shoal_cli_t *cli, int argc, char **argv)
             }
             nheaders++;
             continue;
+        case OPT_ASYNC: {
+            /* 202 {"id":...}: the id goes to stdout; `shoal result ID` fetches the output. */
+            size_t len = strlen(query);
+            if (len + 9 > sizeof(query)) {
+                rc = shoal_cli_usage_error(self->name, "-q: query too long");
+                goto out;
+            }
+            snprintf(query + len, sizeof(query) - len, "%sasync=1", len ? "&" : "");
+            continue;
+        }
         case OPT_QUERY: {
             const char *q = a.arg[0] == '?' ? a.arg + 1 : a.arg;
             size_t len = strlen(query);
@@ -259,6 +269,8 @@ const shoal_cli_cmd_t shoal_cli_cmd_invoke = {
     "                            \"header:<name>\"; repeatable\n"
     "  -q, --query QUERY         a query string, seen by the function as meta \"query\"\n"
     "                            (e.g. -q 'lang=en&n=3'); repeatable, joined with '&'\n"
+    "      --async               run asynchronously: prints {\"id\":...} once the call is\n"
+    "                            stored; see `shoal result ID`\n"
     "  --url URL                 the API (default: $SHOAL_URL, else " SHOAL_CLI_DEFAULT_URL ")\n"
     "  -v, --verbose             print the status and the Shoal-Invocation-Id on stderr, and\n"
     "                            whole error messages\n"

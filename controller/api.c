@@ -32,6 +32,7 @@ static const struct {
     [SHOAL_API_NO_WORKERS] = {"no_workers", 503},
     [SHOAL_API_SHUTTING_DOWN] = {"shutting_down", 503},
     [SHOAL_API_TIMEOUT] = {"timeout", 504},
+    [SHOAL_API_GROUP_TOO_LARGE] = {"group_too_large", 400},
 };
 
 const char *shoal_api_err_code(shoal_api_err_t e)
@@ -170,6 +171,7 @@ int shoal_api_parse_deploy_query(const char *q, size_t len, shoal_fn_limits_t *l
          offsetof(shoal_fn_limits_t, min_warm)},
         {"max_instances", SHOAL_LIMIT_MAX_INSTANCES, SHOAL_FN_MAX_INSTANCES_MIN,
          SHOAL_FN_MAX_INSTANCES_MAX, offsetof(shoal_fn_limits_t, max_instances)},
+        {"retries", SHOAL_LIMIT_RETRIES, 0, 10, offsetof(shoal_fn_limits_t, retries)},
     };
     shoal_api_param_t p;
     size_t pos = 0;
@@ -183,7 +185,7 @@ int shoal_api_parse_deploy_query(const char *q, size_t len, shoal_fn_limits_t *l
         if (i == sizeof(PARAMS) / sizeof(PARAMS[0])) {
             snprintf(err, errlen,
                      "unknown parameter '%.*s' (known: timeout_ms, memory_mb, min_warm, "
-                     "max_instances)",
+                     "max_instances, retries)",
                      SHOWN(p.key, p.key_len));
             return -EINVAL;
         }
@@ -269,12 +271,19 @@ int shoal_api_parse_invoke_query(const char *q, size_t len, shoal_api_invoke_par
             snprintf(out->transport, sizeof(out->transport), "%s", TRANSPORTS[i]);
         }
     }
-    if (out->group > 1) {
-        snprintf(err, errlen, "group invocations (group=%u) are not implemented yet", out->group);
+    /* Groups run on one node, over the shared-memory transport. The cross-node path (spread,
+     * tcp) and the Redis baseline are later work: say so rather than run something else. */
+    if (strcmp(out->transport, "redis") == 0) {
+        snprintf(err, errlen,
+                 "transport=redis is not implemented yet: the Redis backend needs a "
+                 "controller started with --redis URL");
         return -ENOTSUP;
     }
-    if (out->async) {
-        snprintf(err, errlen, "asynchronous invocations (async=true) are not implemented yet");
+    if (out->group > 1 && (out->spread || strcmp(out->transport, "tcp") == 0)) {
+        snprintf(err, errlen,
+                 "%s: cross-node groups are not implemented yet (group=%u runs on one "
+                 "node over shared memory without it)",
+                 out->spread ? "spread=true" : "transport=tcp", out->group);
         return -ENOTSUP;
     }
     return 0;

@@ -38,6 +38,7 @@ typedef enum {
     SHOAL_API_NO_WORKERS,         /* 503 */
     SHOAL_API_SHUTTING_DOWN,      /* 503 */
     SHOAL_API_TIMEOUT,            /* 504 */
+    SHOAL_API_GROUP_TOO_LARGE,    /* 400; appended so that the values above keep their numbers */
     SHOAL_API_ERR_COUNT
 } shoal_api_err_t;
 
@@ -65,21 +66,24 @@ typedef struct {
  * Empty pairs ("a=1&&b=2") are skipped. */
 int shoal_api_query_next(const char *q, size_t len, size_t *pos, shoal_api_param_t *p);
 
-/* Parses a deploy query (timeout_ms, memory_mb, min_warm, max_instances) into limits. -EINVAL
+/* Parses a deploy query (timeout_ms, memory_mb, min_warm, max_instances, retries) into limits. -EINVAL
  * with a message naming the parameter and its range in err for a malformed, out-of-range,
  * repeated or unknown parameter, or min_warm > max_instances when both are given. */
 int shoal_api_parse_deploy_query(const char *q, size_t len, shoal_fn_limits_t *limits, char *err,
                                  size_t errlen);
 
-/* Parameters of an invoke. group, async, spread and transport are reserved for later issues. */
+/* Parameters of an invoke. */
 typedef struct {
-    uint32_t group;    /* 1 unless ?group=N */
+    uint32_t group;    /* 1 unless ?group=N (1..1024): the number of ranks */
     int async;         /* ?async=1|true */
-    int spread;        /* ?spread=1|true */
-    char transport[8]; /* "" or auto|shm|tcp|redis */
+    int spread;        /* ?spread=1|true: ranks round-robin over the nodes (cross-node) */
+    char transport[8]; /* "" or auto|shm|tcp|redis, as given */
 } shoal_api_invoke_params_t;
-/* Parses an invoke query. -EINVAL (message in err) for a malformed known parameter; -ENOTSUP
- * (message in err) for a valid request this version cannot serve yet (group > 1, async). */
+/* Parses an invoke query. -EINVAL (message in err) for a malformed or repeated known parameter;
+ * -ENOTSUP (message in err) for a valid request this version cannot serve yet:
+ * transport=redis (the Redis backend needs a controller started with --redis), and, for a group
+ * of more than one rank, spread=true or transport=tcp (cross-node groups). A group of one rank is
+ * a plain invocation: spread and transport=tcp mean nothing to it and are accepted. */
 int shoal_api_parse_invoke_query(const char *q, size_t len, shoal_api_invoke_params_t *p, char *err,
                                  size_t errlen);
 

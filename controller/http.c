@@ -72,6 +72,7 @@ struct op {
     shoal_deploy_job_t *job;
     shoal_sched_pub_t *pub;
     int is_delete;
+    int retries; /* retries=N of the deploy, or -1 when not given */
     int failed_publish;
     shoal_fn_t fn;
     int created;
@@ -290,7 +291,7 @@ static void handle_metrics(shoal_http_t *h, h2o_req_t *req)
         SHOAL_API_TIMEOUT,    SHOAL_API_WORKER_LOST,    SHOAL_API_OVERLOADED,
         SHOAL_API_NO_WORKERS, SHOAL_API_NOT_FOUND,      SHOAL_API_BAD_NAME,
         SHOAL_API_BAD_QUERY,  SHOAL_API_TOO_LARGE,      SHOAL_API_NOT_IMPLEMENTED,
-        SHOAL_API_INTERNAL,   SHOAL_API_SHUTTING_DOWN,
+        SHOAL_API_INTERNAL,   SHOAL_API_SHUTTING_DOWN,  SHOAL_API_GROUP_TOO_LARGE,
     };
     shoal_sched_stats_t st;
     shoal_json_t *j = &h->out;
@@ -311,6 +312,12 @@ static void handle_metrics(shoal_http_t *h, h2o_req_t *req)
     metric(j, "shoal_queue_length", "gauge", "Invocations waiting for capacity.", st.queued);
     metric(j, "shoal_inflight", "gauge", "Invocations running on workers.", st.inflight);
     metric(j, "shoal_functions", "gauge", "Deployed functions.", st.functions);
+    if (h->o.events != NULL)
+        shoal_evhttp_metrics(h->o.events, j);
+    metric(j, "shoal_groups_total", "counter", "Group invocations (group=N > 1) accepted.",
+           st.groups);
+    metric(j, "shoal_group_ranks_busy", "gauge",
+           "Instances held by groups running on workers (N per group).", st.group_ranks);
     if (shoal_json_error(j) < 0) {
         send_error(h, req, SHOAL_API_INTERNAL, H2O_STRLIT("out of memory"), NULL, NULL);
         return;
@@ -409,6 +416,8 @@ static void on_deploy_done(void *opaque, const shoal_deploy_result_t *res)
     }
     op->fn = res->fn;
     op->created = res->created;
+    if (op->h->o.events != NULL && (op->is_delete || op->retries >= 0))
+        shoal_evhttp_deployed(op->h->o.events, res->fn.name, op->is_delete ? -1 : op->retries);
     if (op->is_delete)
         SHOAL_INFO("deleted %s (last version %llu)", res->fn.name,
                    (unsigned long long)res->fn.version);
@@ -464,6 +473,7 @@ static void start_op(shoal_http_t *h, h2o_req_t *req, const char *name, int is_d
     }
     op->h = h;
     op->is_delete = is_delete;
+    op->retries = !is_delete && (limits.set & SHOAL_LIMIT_RETRIES) ? (int)limits.retries : -1;
     if (is_delete)
         e = shoal_deploy_delete(h->o.deploy, name, on_deploy_done, op, &op->job);
     else
@@ -700,6 +710,15 @@ static void handle_invoke(shoal_http_t *h, h2o_req_t *req, const char *seg, size
         send_error(h, req, SHOAL_API_INTERNAL, H2O_STRLIT("out of memory"), id, NULL);
         return;
     }
+    if (params.async) {
+        /* Stored durably, answered 202, run later by events.h. */
+        if (params.group > 1 || h->o.events == NULL)
+            send_error(h, req, SHOAL_API_NOT_IMPLEMENTED,
+                       H2O_STRLIT("async=true is not available for groups"), id, NULL);
+        else
+            shoal_evhttp_async(h->o.events, req, name, id, h->meta.buf, h->meta.len);
+        return;
+    }
     pending_t *pd = pending_new(h, req);
     memcpy(pd->id, id, sizeof(id));
     memset(&r, 0, sizeof(r));
@@ -709,12 +728,18 @@ static void handle_invoke(shoal_http_t *h, h2o_req_t *req, const char *seg, size
     r.meta_len = h->meta.len;
     r.input = req->entity.base;
     r.input_len = req->entity.base ? req->entity.len : 0;
+    r.group = params.group;
     r.cb = on_inv_done;
     r.opaque = pd;
     if ((e = shoal_sched_invoke(h->o.sched, &r, &pd->inv)) == 0)
         return;
     pd->inv = NULL;
     switch (e) {
+    case -E2BIG:
+        shoal_sched_count(h->o.sched, SHOAL_API_GROUP_TOO_LARGE);
+        shoal_sched_group_check(h->o.sched, fn, params.group, err, sizeof(err));
+        send_error(h, req, SHOAL_API_GROUP_TOO_LARGE, err, strlen(err), id, NULL);
+        break;
     case -EAGAIN:
         shoal_sched_count(h->o.sched, SHOAL_API_OVERLOADED);
         send_error(h, req, SHOAL_API_OVERLOADED,
@@ -737,6 +762,56 @@ static void handle_invoke(shoal_http_t *h, h2o_req_t *req, const char *seg, size
     }
 }
 
+/* An HTTP route trigger (triggers.h): a synchronous invoke of its function, answered like one. */
+static void invoke_route(shoal_http_t *h, h2o_req_t *req, const char *name, const char *trigger)
+{
+    shoal_fnent_t *fn = shoal_fntable_find(shoal_sched_functions(h->o.sched), name, strlen(name));
+    shoal_inv_req_t r;
+    char id[33];
+    int e;
+
+    if (shoal_sched_new_id(h->o.sched, id) < 0) {
+        send_error(h, req, SHOAL_API_INTERNAL, H2O_STRLIT("no randomness for an invocation id"),
+                   NULL, NULL);
+        return;
+    }
+    if (fn == NULL || fn->deleted) {
+        send_errorf(h, req, SHOAL_API_NOT_FOUND, id, "function '%s' not found", name);
+        return;
+    }
+    shoal_json_reset(&h->meta);
+    render_meta(&h->meta, req, id, name);
+    if (h->meta.len > 0)
+        h->meta.len--; /* reopen the object to name the trigger */
+    shoal_json_lit(&h->meta, ",\"trigger\":");
+    shoal_json_cstr(&h->meta, trigger);
+    shoal_json_lit(&h->meta, "}");
+    if (shoal_json_error(&h->meta) < 0) {
+        send_error(h, req, SHOAL_API_INTERNAL, H2O_STRLIT("out of memory"), id, NULL);
+        return;
+    }
+    pending_t *pd = pending_new(h, req);
+    memcpy(pd->id, id, sizeof(id));
+    memset(&r, 0, sizeof(r));
+    r.fn = fn;
+    r.id = id;
+    r.meta = h->meta.buf;
+    r.meta_len = h->meta.len;
+    r.input = req->entity.base;
+    r.input_len = req->entity.base ? req->entity.len : 0;
+    r.cb = on_inv_done;
+    r.opaque = pd;
+    if ((e = shoal_sched_invoke(h->o.sched, &r, &pd->inv)) == 0)
+        return;
+    pd->inv = NULL;
+    shoal_api_err_t code = e == -EAGAIN       ? SHOAL_API_OVERLOADED
+                           : e == -ENOENT     ? SHOAL_API_NOT_FOUND
+                           : e == -ESHUTDOWN  ? SHOAL_API_SHUTTING_DOWN
+                                              : SHOAL_API_INTERNAL;
+    shoal_sched_count(h->o.sched, code);
+    send_errorf(h, req, code, id, "cannot invoke '%s': %s", name, strerror(-e));
+}
+
 /* ---- routing ------------------------------------------------------------------------------ */
 
 static int path_is(const h2o_iovec_t *p, const char *s)
@@ -751,6 +826,8 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
     static const char FNS[] = "/v1/functions";
     char name[SHOAL_NAME_MAX + 1];
 
+    if (h->o.events != NULL && shoal_evhttp_handle(h->o.events, req))
+        return 0;
     if (path_is(&p, "/healthz") || path_is(&p, "/metrics") || path_is(&p, "/v1/workers") ||
         path_is(&p, FNS) || path_is(&p, "/v1/functions/")) {
         if (!is_get(req)) {
@@ -802,6 +879,22 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
                 return 0;
             }
             handle_invoke(h, req, seg, seglen);
+            return 0;
+        }
+    }
+    if (h->o.events != NULL) {
+        char allow[256];
+        const char *trigger;
+        int method_ok;
+        const char *fname =
+            shoal_evhttp_route(h->o.events, req, &method_ok, allow, sizeof(allow), &trigger);
+        if (fname != NULL && !method_ok) {
+            send_error(h, req, SHOAL_API_METHOD_NOT_ALLOWED, H2O_STRLIT("method not allowed here"),
+                       NULL, allow);
+            return 0;
+        }
+        if (fname != NULL) {
+            invoke_route(h, req, fname, trigger);
             return 0;
         }
     }

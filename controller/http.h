@@ -33,6 +33,7 @@
 #include <uv.h>
 
 #include "controller/deploy.h"
+#include "controller/evhttp.h"
 #include "controller/sched.h"
 
 typedef struct shoal_http shoal_http_t;
@@ -41,6 +42,7 @@ typedef struct {
     size_t max_body;        /* largest request body (h2o answers 413 beyond it) */
     shoal_sched_t *sched;   /* must outlive the server */
     shoal_deploy_t *deploy; /* must outlive the server */
+    shoal_evhttp_t *events; /* async invocations, triggers, topics (evhttp.h); may be NULL */
 } shoal_http_opts_t;
 
 int shoal_http_create(uv_loop_t *loop, const shoal_http_opts_t *o, shoal_http_t **out);

@@ -24,9 +24,13 @@
 #include "common/util.h"
 #include "controller/compile.h"
 #include "controller/deploy.h"
+#include "controller/events.h"
+#include "controller/evhttp.h"
 #include "controller/http.h"
 #include "controller/registry.h"
 #include "controller/sched.h"
+#include "controller/store.h"
+#include "controller/triggers.h"
 
 extern const char shoal_header_blob[];
 extern const char shoal_header_blob_end[];
@@ -46,6 +50,10 @@ static const char USAGE[] =
     "  --max-body BYTES           largest request body, e.g. an upload (default 67108864)\n"
     "  --queue-max N              invocations that may wait for capacity before 429\n"
     "                             (default 1024)\n"
+    "  --retention SECONDS        keep finished async invocations this long (default 86400)\n"
+    "  --async-max N              async invocations accepted and not finished before 429\n"
+    "                             (default 100000)\n"
+    "  --async-concurrency N      async invocations running at once (default 32)\n"
     "  -h, --help                 show this help\n"
     "\n"
     "Environment: SHOAL_LOG=error|warn|info|debug sets the log level (default info).\n";
@@ -56,6 +64,7 @@ typedef struct {
     char home[PATH_MAX];
     uint64_t max_body;
     uint64_t queue_max;
+    uint64_t retention_s, async_max, async_concurrency;
 } options_t;
 
 typedef struct {
@@ -66,6 +75,10 @@ typedef struct {
     shoal_deploy_t *deploy;
     shoal_deploy_opts_t deploy_opts;
     shoal_http_t *http;
+    shoal_store_t *store;
+    shoal_events_t *events;
+    shoal_triggers_t *triggers;
+    shoal_evhttp_t *evhttp;
     uv_signal_t sigint, sigterm;
     uv_timer_t shutdown_timer;
     uint64_t shutdown_started;
@@ -153,6 +166,9 @@ static int parse_options(int argc, char **argv, options_t *o)
 
     o->max_body = 64u << 20;
     o->queue_max = 1024;
+    o->retention_s = 86400;
+    o->async_max = 100000;
+    o->async_concurrency = 32;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = NULL, *eq;
         char flag[32];
@@ -168,7 +184,8 @@ static int parse_options(int argc, char **argv, options_t *o)
             snprintf(flag, sizeof(flag), "%s", a);
         if (strcmp(flag, "--listen") != 0 && strcmp(flag, "--worker-listen") != 0 &&
             strcmp(flag, "--home") != 0 && strcmp(flag, "--max-body") != 0 &&
-            strcmp(flag, "--queue-max") != 0)
+            strcmp(flag, "--queue-max") != 0 && strcmp(flag, "--retention") != 0 &&
+            strcmp(flag, "--async-max") != 0 && strcmp(flag, "--async-concurrency") != 0)
             return usage_error("unknown option '%s'", a);
         if (eq != NULL)
             v = eq + 1;
@@ -190,6 +207,18 @@ static int parse_options(int argc, char **argv, options_t *o)
         } else if (strcmp(flag, "--queue-max") == 0) {
             if (shoal_util_parse_u64(v, strlen(v), 0, 524288, &o->queue_max) < 0)
                 return usage_error("--queue-max must be a number in 0..524288, not '%s'", v);
+        } else if (strcmp(flag, "--retention") == 0) {
+            if (shoal_util_parse_u64(v, strlen(v), 1, 10ull * 365 * 86400, &o->retention_s) < 0)
+                return usage_error("--retention must be a number of seconds in 1..315360000, "
+                                   "not '%s'",
+                                   v);
+        } else if (strcmp(flag, "--async-max") == 0) {
+            if (shoal_util_parse_u64(v, strlen(v), 1, 10000000, &o->async_max) < 0)
+                return usage_error("--async-max must be a number in 1..10000000, not '%s'", v);
+        } else if (strcmp(flag, "--async-concurrency") == 0) {
+            if (shoal_util_parse_u64(v, strlen(v), 1, 65536, &o->async_concurrency) < 0)
+                return usage_error("--async-concurrency must be a number in 1..65536, not '%s'",
+                                   v);
         }
     }
     if (home[0] == '\0')
@@ -277,6 +306,9 @@ static void begin_shutdown(controller_t *c, int signum)
     c->shutting_down = 1;
     c->shutdown_started = uv_now(&c->loop);
     shoal_http_shutdown(c->http);
+    /* Events first: what the scheduler's shutdown answers must stay not final in the store. */
+    shoal_triggers_shutdown(c->triggers);
+    shoal_events_shutdown(c->events);
     shoal_sched_shutdown(c->sched);
     shoal_deploy_shutdown(c->deploy);
     uv_timer_init(&c->loop, &c->shutdown_timer);
@@ -345,8 +377,27 @@ int main(int argc, char **argv)
         SHOAL_ERROR("cannot start the deployer: %s", strerror(-err));
         goto out;
     }
-    shoal_http_opts_t ho = {
-        .max_body = (size_t)c.opt.max_body, .sched = c.sched, .deploy = c.deploy};
+    shoal_events_opts_t eo = {
+        .sched = c.sched,
+        .concurrency = (uint32_t)c.opt.async_concurrency,
+        .max_queued = (uint32_t)c.opt.async_max,
+        .retention_ms = c.opt.retention_s * 1000,
+    };
+    if ((err = shoal_store_open(&c.loop, c.opt.home, 200, &c.store)) < 0) {
+        SHOAL_ERROR("cannot open the event store in %s: %s", c.opt.home, strerror(-err));
+        goto out;
+    }
+    eo.store = c.store;
+    if ((err = shoal_events_create(&c.loop, &eo, &c.events)) < 0 ||
+        (err = shoal_triggers_create(&c.loop, c.events, &c.triggers)) < 0 ||
+        (err = shoal_evhttp_create(c.events, c.triggers, &c.evhttp)) < 0) {
+        SHOAL_ERROR("cannot start the event runner: %s", strerror(-err));
+        goto out;
+    }
+    shoal_http_opts_t ho = {.max_body = (size_t)c.opt.max_body,
+                            .sched = c.sched,
+                            .deploy = c.deploy,
+                            .events = c.evhttp};
     if ((err = shoal_http_create(&c.loop, &ho, &c.http)) < 0) {
         SHOAL_ERROR("cannot start the HTTP server: %s", strerror(-err));
         goto out;
@@ -386,6 +437,10 @@ out:
          * closed in order. */
         if (c.http)
             shoal_http_shutdown(c.http);
+        if (c.triggers)
+            shoal_triggers_shutdown(c.triggers);
+        if (c.events)
+            shoal_events_shutdown(c.events);
         if (c.sched)
             shoal_sched_shutdown(c.sched);
         if (c.deploy)
@@ -407,7 +462,15 @@ out:
             uv_run(&c.loop, UV_RUN_NOWAIT);
         shoal_http_destroy(c.http);
         c.http = NULL;
+        /* The store commits what is still pending and runs its callbacks while the runner that
+         * owns them still exists, and closes its own async handle. */
+        shoal_store_close(c.store);
+        c.store = NULL;
         uv_walk(&c.loop, close_walk, NULL);
+        uv_run(&c.loop, UV_RUN_DEFAULT);
+        shoal_evhttp_destroy(c.evhttp);
+        shoal_triggers_destroy(c.triggers);
+        shoal_events_destroy(c.events);
         uv_run(&c.loop, UV_RUN_DEFAULT);
         shoal_sched_destroy(c.sched);
         shoal_deploy_destroy(c.deploy);
@@ -416,7 +479,9 @@ out:
             SHOAL_WARN("the event loop did not close cleanly");
     } else {
         /* Stragglers still hold h2o and libuv state: do not free what they point into. The
-         * registry is closed so that its database is checkpointed cleanly. */
+         * registry is closed so that its database is checkpointed cleanly, and the event store
+         * commits what is pending. */
+        shoal_store_close(c.store);
         shoal_registry_close(c.registry);
     }
     if (rc == 0)

@@ -62,6 +62,7 @@ enum {
     SHOAL_LIMIT_MEMORY = 1u << 1,
     SHOAL_LIMIT_MIN_WARM = 1u << 2,
     SHOAL_LIMIT_MAX_INSTANCES = 1u << 3,
+    SHOAL_LIMIT_RETRIES = 1u << 4, /* kept by events.h, not by the registry */
 };
 typedef struct {
     unsigned set; /* SHOAL_LIMIT_* bits */
@@ -69,6 +70,7 @@ typedef struct {
     uint32_t memory_mb;
     uint32_t min_warm;
     uint32_t max_instances;
+    uint32_t retries; /* async retries of function errors (0..10) */
 } shoal_fn_limits_t;
 
 typedef struct shoal_registry shoal_registry_t;

@@ -195,11 +195,33 @@ static void test_invoke_query(void **state)
         shoal_api_parse_invoke_query(Q("transport=shm&spread=false"), &p, err, sizeof(err)), 0);
     assert_string_equal(p.transport, "shm");
     assert_int_equal(p.spread, 0);
-    assert_int_equal(shoal_api_parse_invoke_query(Q("group=4"), &p, err, sizeof(err)), -ENOTSUP);
-    assert_non_null(strstr(err, "group=4"));
+    assert_int_equal(shoal_api_parse_invoke_query(Q("group=4"), &p, err, sizeof(err)), 0);
+    assert_int_equal(p.group, 4);
+    assert_int_equal(
+        shoal_api_parse_invoke_query(Q("group=1024&transport=auto"), &p, err, sizeof(err)), 0);
+    assert_int_equal(p.group, 1024);
+    assert_int_equal(shoal_api_parse_invoke_query(Q("group=1025"), &p, err, sizeof(err)), -EINVAL);
+    assert_string_equal(err, "group must be an integer in 1..1024");
+    /* Cross-node groups and the Redis backend are not there yet: 501, saying why. */
+    assert_int_equal(shoal_api_parse_invoke_query(Q("group=4&spread=1"), &p, err, sizeof(err)),
+                     -ENOTSUP);
+    assert_non_null(strstr(err, "cross-node groups are not implemented yet"));
+    assert_int_equal(shoal_api_parse_invoke_query(Q("group=2&transport=tcp"), &p, err, sizeof(err)),
+                     -ENOTSUP);
+    assert_non_null(strstr(err, "cross-node groups are not implemented yet"));
+    assert_int_equal(
+        shoal_api_parse_invoke_query(Q("group=4&transport=redis"), &p, err, sizeof(err)), -ENOTSUP);
+    assert_non_null(strstr(err, "--redis"));
+    assert_int_equal(shoal_api_parse_invoke_query(Q("transport=redis"), &p, err, sizeof(err)),
+                     -ENOTSUP);
+    /* A group of one is a plain invocation: nothing to spread. */
+    assert_int_equal(
+        shoal_api_parse_invoke_query(Q("spread=1&transport=tcp"), &p, err, sizeof(err)), 0);
+    assert_int_equal(p.spread, 1);
     assert_int_equal(shoal_api_parse_invoke_query(Q("group=0"), &p, err, sizeof(err)), -EINVAL);
     assert_string_equal(err, "group must be an integer in 1..1024");
-    assert_int_equal(shoal_api_parse_invoke_query(Q("async=true"), &p, err, sizeof(err)), -ENOTSUP);
+    assert_int_equal(shoal_api_parse_invoke_query(Q("async=true"), &p, err, sizeof(err)), 0);
+    assert_int_equal(p.async, 1);
     assert_int_equal(shoal_api_parse_invoke_query(Q("async=0"), &p, err, sizeof(err)), 0);
     assert_int_equal(shoal_api_parse_invoke_query(Q("async=maybe"), &p, err, sizeof(err)), -EINVAL);
     assert_int_equal(

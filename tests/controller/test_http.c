@@ -76,8 +76,17 @@ static void send_frame(int fd, uint8_t type, uint32_t id, const char *meta, cons
 static void serve_invoke(int fd, uint32_t id, json_t *meta, const uint8_t *data, size_t len)
 {
     const char *name = json_string_value(json_object_get(json_object_get(meta, "fn"), "name"));
+    json_t *group = json_object_get(meta, "group");
     atomic_fetch_add(&invokes_seen, 1);
-    if (strcmp(name, "meta") == 0) {
+    if (group != NULL) {
+        /* A whole group on this worker: answers how many ranks it was given. */
+        char out[64];
+        int n = snprintf(out, sizeof(out), "size=%lld ranks=%zu transport=%s",
+                         (long long)json_integer_value(json_object_get(group, "size")),
+                         json_array_size(json_object_get(group, "ranks")),
+                         json_string_value(json_object_get(group, "transport")));
+        send_frame(fd, SHOAL_FRAME_RESULT, id, "{\"ok\":true,\"status\":203}", out, (size_t)n);
+    } else if (strcmp(name, "meta") == 0) {
         char *m = json_dumps(json_object_get(meta, "meta"), JSON_COMPACT);
         send_frame(fd, SHOAL_FRAME_RESULT, id,
                    "{\"ok\":true,\"headers\":{\"content-type\":\"application/json\"}}", m,
@@ -533,10 +542,27 @@ static void test_invoke(void **state)
     json_decref(j);
     resp_free(&r);
 
-    r = req("POST", "/v1/functions/echo/invoke?group=3", "x", 1, NULL, 0);
-    assert_int_equal(r.status, 501);
+    /* A group: one INVOKE with the group meta; rank 0's answer, status included. */
+    r = req("POST", "/v1/functions/echo/invoke?group=3&transport=shm", "x", 1, NULL, 0);
+    assert_int_equal(r.status, 203);
+    assert_string_equal(r.body, "size=3 ranks=3 transport=shm");
     assert_non_null(strstr(r.headers, "shoal-invocation-id: "));
     resp_free(&r);
+    /* More ranks than the fake worker's 8 slots can ever hold. */
+    r = req("POST", "/v1/functions/echo/invoke?group=9", "x", 1, NULL, 0);
+    assert_int_equal(r.status, 400);
+    j = body_json(&r);
+    assert_string_equal(err_code(j), "group_too_large");
+    assert_non_null(strstr(
+        json_string_value(json_object_get(json_object_get(j, "error"), "message")), "group of 9"));
+    assert_non_null(strstr(r.headers, "shoal-invocation-id: "));
+    json_decref(j);
+    resp_free(&r);
+    expect_error("POST", "/v1/functions/echo/invoke?group=2&spread=1", "x", 1, 501,
+                 "not_implemented");
+    expect_error("POST", "/v1/functions/echo/invoke?transport=redis", "x", 1, 501,
+                 "not_implemented");
+    expect_error("POST", "/v1/functions/echo/invoke?group=1025", "x", 1, 400, "bad_query");
     expect_error("POST", "/v1/functions/echo/invoke?group=x", "x", 1, 400, "bad_query");
     expect_error("POST", "/v1/functions/BAD/invoke", "x", 1, 400, "bad_name");
 
@@ -556,7 +582,10 @@ static void test_invoke(void **state)
 
     r = req("GET", "/metrics", NULL, 0, NULL, 0);
     assert_int_equal(r.status, 200);
-    assert_non_null(strstr(r.body, "shoal_invocations_total{result=\"ok\"} 3\n"));
+    assert_non_null(strstr(r.body, "shoal_invocations_total{result=\"ok\"} 4\n"));
+    assert_non_null(strstr(r.body, "shoal_invocations_total{result=\"group_too_large\"} 1\n"));
+    assert_non_null(strstr(r.body, "shoal_groups_total 1\n"));
+    assert_non_null(strstr(r.body, "shoal_group_ranks_busy 0\n"));
     assert_non_null(strstr(r.body, "shoal_invocations_total{result=\"timeout\"} 2\n"));
     assert_non_null(strstr(r.body, "shoal_invocations_total{result=\"function_error\"} 1\n"));
     assert_non_null(strstr(r.body, "shoal_workers 1\n"));
