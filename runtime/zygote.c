@@ -18,48 +18,11 @@
 #include "runtime.h"
 #include "sandbox.h"
 
-/* The stem's state lives for the life of the process. */
+/* The zygote's sandbox state (stems inherit it), and a stem's state, for the life of the
+ * process. */
+static shoal_sandbox_t sandbox;
 static shoal_channel_t stem_channel;
 static shoal_rt_ctx stem_ctx;
-
-/* Receives one message and up to maxfds fds (close-on-exec). Returns the byte count (0 = the
- * peer closed) or -errno; *nfds is the number of fds received (also on errors, for closing). */
-static ssize_t recv_fds(int sock, void *buf, size_t size, int *fds, int maxfds, int *nfds)
-{
-    union {
-        char buf[CMSG_SPACE(4 * sizeof(int))];
-        struct cmsghdr align;
-    } cbuf;
-    struct iovec iov = {buf, size};
-    struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1};
-    struct cmsghdr *c;
-    ssize_t n;
-
-    *nfds = 0;
-    msg.msg_control = cbuf.buf;
-    msg.msg_controllen = sizeof(cbuf.buf);
-    do
-        n = recvmsg(sock, &msg, MSG_CMSG_CLOEXEC);
-    while (n < 0 && errno == EINTR);
-    if (n < 0)
-        return -errno;
-    for (c = CMSG_FIRSTHDR(&msg); c != NULL; c = CMSG_NXTHDR(&msg, c)) {
-        if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS) {
-            int k = (int)((c->cmsg_len - CMSG_LEN(0)) / sizeof(int)), i;
-            for (i = 0; i < k; i++) {
-                int fd;
-                memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof(int));
-                if (*nfds < maxfds)
-                    fds[(*nfds)++] = fd;
-                else
-                    close(fd);
-            }
-        }
-    }
-    if (msg.msg_flags & (MSG_TRUNC | MSG_CTRUNC))
-        return -EMSGSIZE;
-    return n;
-}
 
 static void close_fds(int *fds, int n)
 {
@@ -85,24 +48,33 @@ static int send_ready(int ctl, int err, const char *text)
     return 0;
 }
 
-int shoal_stem_main(int chan_fd, int ctl_fd, pid_t worker_pid)
+/* The stem: step 1 of the sandbox, the channel, then SPECIALIZE: step 2 and the function. */
+static int stem_main(shoal_sandbox_t *sb, int go_fd, int chan_fd, int ctl_fd, pid_t worker_pid)
 {
     shoal_ctl_specialize_t spec;
     shoal_sandbox_limits_t limits;
     char path[64], title[16], msg[256];
     int keep[2] = {chan_fd, ctl_fd}, fd = -1, nfds, err;
+    const char *why = NULL;
     shoal_main_fn fn;
     void *handle;
     ssize_t n;
 
-    if (shoal_sandbox_stem_init(worker_pid, keep, 2) < 0)
+    if ((err = shoal_sandbox_stem_init(sb, go_fd, worker_pid, keep, 2, ctl_fd)) < 0) {
+        /* stderr may be /dev/null already; READY is how the worker hears of it. */
+        snprintf(msg, sizeof(msg), "sandbox setup failed: %s", strerror(-err));
+        SHOAL_ERROR("stem: %s", msg);
+        send_ready(ctl_fd, err, msg);
         return 1;
+    }
     prctl(PR_SET_NAME, "shoal-stem");
     if ((err = shoal_channel_open(&stem_channel, chan_fd)) < 0) {
         send_ready(ctl_fd, err, "cannot map the channel");
         return 1;
     }
-    n = recv_fds(ctl_fd, &spec, sizeof(spec), &fd, 1, &nfds);
+    /* Before the lockdown scrubs the environment the tuning knobs come from. */
+    shoal_rt_init(&stem_ctx, &stem_channel, ctl_fd);
+    n = shoal_channel_ctl_recv(ctl_fd, &spec, sizeof(spec), &fd, 1, &nfds);
     if (n == 0)
         return 0; /* the worker let us go before we were used */
     if (n != (ssize_t)sizeof(spec) || nfds != 1 || spec.magic != SHOAL_CTL_MAGIC ||
@@ -114,8 +86,9 @@ int shoal_stem_main(int chan_fd, int ctl_fd, pid_t worker_pid)
     prctl(PR_SET_NAME, title);
     limits.memory_mb = spec.memory_mb;
     limits.channel_size = stem_channel.lay.size;
-    if ((err = shoal_sandbox_lockdown(&limits)) < 0) {
-        snprintf(msg, sizeof(msg), "sandbox lockdown failed: %s", strerror(-err));
+    limits.artifact_fd = fd;
+    if ((err = shoal_sandbox_lockdown(sb, &limits, &why)) < 0) {
+        snprintf(msg, sizeof(msg), "sandbox lockdown failed (%s): %s", why, strerror(-err));
         send_ready(ctl_fd, err, msg);
         return 1;
     }
@@ -134,52 +107,82 @@ int shoal_stem_main(int chan_fd, int ctl_fd, pid_t worker_pid)
     }
     if (send_ready(ctl_fd, 0, NULL) < 0)
         return 1;
-    shoal_rt_init(&stem_ctx, &stem_channel, ctl_fd);
     shoal_rt_serve(&stem_ctx, fn);
     return 1;
 }
 
+/* Forks a stem for a FORK request; its pid or -errno. */
+static int32_t fork_stem(shoal_sandbox_t *sb, int sock, uint64_t req, const int *fds,
+                         pid_t worker_pid)
+{
+    int go_fd, err;
+    pid_t pid;
+
+    pid = shoal_sandbox_fork(sb, req, &go_fd);
+    if (pid == 0) {
+        close(sock);
+        _exit(stem_main(sb, go_fd, fds[0], fds[1], worker_pid));
+    }
+    if (pid < 0)
+        return pid;
+    if ((err = shoal_sandbox_release(sb, pid, req, go_fd)) < 0) {
+        SHOAL_ERROR("zygote: cannot confine stem %d: %s", (int)pid, strerror(-err));
+        return err;
+    }
+    return (int32_t)pid;
+}
+
 int shoal_zygote_main(int sock, pid_t worker_pid)
 {
-    shoal_ctl_fork_t req;
+    union {
+        shoal_ctl_fork_t fork;
+        shoal_sandbox_config_t config;
+    } req;
     shoal_ctl_forked_t rep;
-    int fds[2], nfds;
+    int fds[SHOAL_SANDBOX_CGROUPS_MAX], nfds, status = 1;
     ssize_t n;
-    long pid;
 
     if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0 || getppid() != worker_pid)
         return 1;
     signal(SIGPIPE, SIG_IGN);
+    if (shoal_sandbox_init(&sandbox) < 0)
+        return 1;
     for (;;) {
-        n = recv_fds(sock, &req, sizeof(req), fds, 2, &nfds);
-        if (n == 0)
-            return 0;
+        n = shoal_channel_ctl_recv(sock, &req, sizeof(req), fds, SHOAL_SANDBOX_CGROUPS_MAX, &nfds);
+        if (n == 0) {
+            status = 0;
+            break;
+        }
         if (n < 0 && n != -EMSGSIZE) {
             SHOAL_ERROR("zygote: recvmsg: %s", strerror((int)-n));
             close_fds(fds, nfds);
-            return 1;
+            break;
+        }
+        if (n == (ssize_t)sizeof(req.config) && req.config.magic == SHOAL_CTL_MAGIC &&
+            req.config.type == SHOAL_CTL_CONFIG) {
+            /* No answer: the worker sends it first and the socket keeps the order. */
+            if (shoal_sandbox_configure(&sandbox, &req.config, fds, nfds) < 0)
+                SHOAL_ERROR("zygote: ignoring a bad sandbox configuration");
+            continue;
         }
         memset(&rep, 0, sizeof(rep));
         rep.magic = SHOAL_CTL_MAGIC;
         rep.type = SHOAL_CTL_FORKED;
-        rep.req = n == (ssize_t)sizeof(req) ? req.req : 0;
-        if (n != (ssize_t)sizeof(req) || nfds != 2 || req.magic != SHOAL_CTL_MAGIC ||
-            req.type != SHOAL_CTL_FORK) {
+        rep.req = n == (ssize_t)sizeof(req.fork) ? req.fork.req : 0;
+        if (n != (ssize_t)sizeof(req.fork) || nfds != 2 || req.fork.magic != SHOAL_CTL_MAGIC ||
+            req.fork.type != SHOAL_CTL_FORK)
             rep.pid = -EPROTO;
-        } else {
-            /* Raw clone: glibc's fork() has no CLONE_PARENT. We are single-threaded, so no lock
-             * is held and the child's copy of the process is consistent. */
-            pid = syscall(SYS_clone, CLONE_PARENT | SIGCHLD, 0, NULL, NULL, 0);
-            if (pid == 0) {
-                close(sock);
-                _exit(shoal_stem_main(fds[0], fds[1], worker_pid));
-            }
-            rep.pid = pid < 0 ? -errno : (int32_t)pid;
-        }
+        else
+            rep.pid = fork_stem(&sandbox, sock, req.fork.req, fds, worker_pid);
         close_fds(fds, nfds);
         while (send(sock, &rep, sizeof(rep), MSG_NOSIGNAL) < 0) {
-            if (errno != EINTR)
-                return errno == EPIPE ? 0 : 1;
+            if (errno != EINTR) {
+                status = errno == EPIPE ? 0 : 1;
+                goto out;
+            }
         }
     }
+out:
+    shoal_sandbox_free(&sandbox);
+    return status;
 }

@@ -10,13 +10,17 @@
 
 #include "common/trace.h"
 #include "common/util.h"
+#include "runtime/sandbox.h"
+#include "worker/cgroup.h"
 #include "worker/worker.h"
 
 static void usage(FILE *f)
 {
     fprintf(f,
             "usage: shoal-worker [--controller ADDR:PORT] [--node NAME] [--slots N] [--home DIR]\n"
-            "                    [--stems N] [--keep-alive-ms MS] [--runtime PATH]\n"
+            "                    [--stems N] [--keep-alive-ms MS] [--runtime PATH] [--fds N]\n"
+            "                    [--tasks N] [--cpu-percent P] [--uid-base UID]\n"
+            "                    [--cgroup PARENT|none]\n"
             "Runs functions for a Shoal controller on this node.\n"
             "  --controller ADDR:PORT  controller's worker port (default 127.0.0.1:8081)\n"
             "  --node NAME             this node's name (default: the host name)\n"
@@ -25,7 +29,14 @@ static void usage(FILE *f)
             "                          (default ./.shoal/worker-NODE)\n"
             "  --stems N               idle sandboxes forked ahead of demand (default 2)\n"
             "  --keep-alive-ms MS      an idle warm instance retires after MS (default 60000)\n"
-            "  --runtime PATH          the shoal-runtime binary (default: beside this one)\n");
+            "  --runtime PATH          the shoal-runtime binary (default: beside this one)\n"
+            "Sandbox limits of every instance (see docs/security.md):\n"
+            "  --fds N                 open files (default 1024)\n"
+            "  --tasks N               processes and threads (default 64)\n"
+            "  --cpu-percent P         CPU quota in percent of one CPU, 0 for none (default 100)\n"
+            "  --uid-base UID          instance i runs as UID + i %% 65536 (default 1000000000)\n"
+            "  --cgroup PARENT|none    cgroup directory under each hierarchy (default shoal);\n"
+            "                          none: no cgroups (memory and tasks bounded by rlimits)\n");
 }
 
 static int parse_num(const char *flag, const char *s, uint64_t min, uint64_t max, uint64_t *out)
@@ -47,6 +58,11 @@ int main(int argc, char **argv)
                                          {"stems", required_argument, NULL, 'S'},
                                          {"keep-alive-ms", required_argument, NULL, 'k'},
                                          {"runtime", required_argument, NULL, 'r'},
+                                         {"fds", required_argument, NULL, 'F'},
+                                         {"tasks", required_argument, NULL, 'T'},
+                                         {"cpu-percent", required_argument, NULL, 'P'},
+                                         {"uid-base", required_argument, NULL, 'U'},
+                                         {"cgroup", required_argument, NULL, 'G'},
                                          {"help", no_argument, NULL, 'h'},
                                          {NULL, 0, NULL, 0}};
     shoal_worker_config_t cfg;
@@ -59,6 +75,11 @@ int main(int argc, char **argv)
     cfg.slots = 64;
     cfg.stems = 2;
     cfg.keep_alive_ms = 60000;
+    cfg.fds = SHOAL_SANDBOX_NOFILE;
+    cfg.tasks = SHOAL_SANDBOX_TASKS;
+    cfg.cpu_percent = 100;
+    cfg.uid_base = SHOAL_SANDBOX_UID_BASE;
+    snprintf(cfg.cgroup_parent, sizeof(cfg.cgroup_parent), "%s", SHOAL_CGROUP_PARENT);
     opterr = 0;
     while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
         switch (c) {
@@ -104,6 +125,36 @@ int main(int argc, char **argv)
                 return 2;
             }
             snprintf(cfg.runtime, sizeof(cfg.runtime), "%s", optarg);
+            break;
+        case 'F':
+            if (parse_num("--fds", optarg, 16, 1 << 20, &v) < 0)
+                return 2;
+            cfg.fds = (unsigned)v;
+            break;
+        case 'T':
+            if (parse_num("--tasks", optarg, 1, 1 << 20, &v) < 0)
+                return 2;
+            cfg.tasks = (unsigned)v;
+            break;
+        case 'P':
+            if (parse_num("--cpu-percent", optarg, 0, 100000, &v) < 0)
+                return 2;
+            cfg.cpu_percent = (unsigned)v;
+            break;
+        case 'U':
+            /* Never 0, and room for the 65536 ids above it. */
+            if (parse_num("--uid-base", optarg, 1, 0xfffffffeull - SHOAL_SANDBOX_UID_COUNT, &v) < 0)
+                return 2;
+            cfg.uid_base = (uint32_t)v;
+            break;
+        case 'G':
+            if (strcmp(optarg, "none") != 0 &&
+                (optarg[0] == '\0' || optarg[0] == '/' || strstr(optarg, "..") != NULL ||
+                 strlen(optarg) >= sizeof(cfg.cgroup_parent))) {
+                fprintf(stderr, "shoal-worker: --cgroup wants a relative directory name or none\n");
+                return 2;
+            }
+            snprintf(cfg.cgroup_parent, sizeof(cfg.cgroup_parent), "%s", optarg);
             break;
         case 'h':
             usage(stdout);
