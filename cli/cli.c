@@ -38,9 +38,10 @@ const char shoal_cli_usage[] =
     "Exit status: 0 on success, 1 when a request or the server fails, 2 for a usage error.\n";
 
 static const shoal_cli_cmd_t *const commands[] = {
-    &shoal_cli_cmd_up, &shoal_cli_cmd_deploy,  &shoal_cli_cmd_invoke, &shoal_cli_cmd_ls,
-    &shoal_cli_cmd_rm, &shoal_cli_cmd_workers, &shoal_cli_cmd_result, &shoal_cli_cmd_invocations,
-    &shoal_cli_cmd_trigger, &shoal_cli_cmd_publish, &shoal_cli_cmd_help,
+    &shoal_cli_cmd_up,      &shoal_cli_cmd_deploy,      &shoal_cli_cmd_invoke,
+    &shoal_cli_cmd_ls,      &shoal_cli_cmd_rm,          &shoal_cli_cmd_workers,
+    &shoal_cli_cmd_result,  &shoal_cli_cmd_invocations, &shoal_cli_cmd_trigger,
+    &shoal_cli_cmd_publish, &shoal_cli_cmd_help,
 };
 
 const shoal_cli_cmd_t *shoal_cli_find(const char *name)

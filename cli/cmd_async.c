@@ -95,7 +95,7 @@ static int result_run(shoal_cli_t *cli, int argc, char **argv)
                 return get_print(cli, "result", path, 1);
             }
             return final && strcmp(state, "succeeded") != 0 ? SHOAL_CLI_EXIT_FAIL
-                                                             : SHOAL_CLI_EXIT_OK;
+                                                            : SHOAL_CLI_EXIT_OK;
         }
         json_decref(root);
         shoal_cli_http_resp_free(&resp);

@@ -66,8 +66,8 @@ typedef struct {
  * Empty pairs ("a=1&&b=2") are skipped. */
 int shoal_api_query_next(const char *q, size_t len, size_t *pos, shoal_api_param_t *p);
 
-/* Parses a deploy query (timeout_ms, memory_mb, min_warm, max_instances, retries) into limits. -EINVAL
- * with a message naming the parameter and its range in err for a malformed, out-of-range,
+/* Parses a deploy query (timeout_ms, memory_mb, min_warm, max_instances, retries) into limits.
+ * -EINVAL with a message naming the parameter and its range in err for a malformed, out-of-range,
  * repeated or unknown parameter, or min_warm > max_instances when both are given. */
 int shoal_api_parse_deploy_query(const char *q, size_t len, shoal_fn_limits_t *limits, char *err,
                                  size_t errlen);

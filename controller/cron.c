@@ -25,10 +25,8 @@ static const char *const month_names[] = {"jan", "feb", "mar", "apr", "may", "ju
 static const char *const day_names[] = {"sun", "mon", "tue", "wed", "thu", "fri", "sat"};
 
 static const field_t fields[5] = {
-    {"minute", 0, 59, NULL, 0},
-    {"hour", 0, 23, NULL, 0},
-    {"day-of-month", 1, 31, NULL, 0},
-    {"month", 1, 12, month_names, 12},
+    {"minute", 0, 59, NULL, 0},          {"hour", 0, 23, NULL, 0},
+    {"day-of-month", 1, 31, NULL, 0},    {"month", 1, 12, month_names, 12},
     {"day-of-week", 0, 7, day_names, 7},
 };
 
@@ -145,8 +143,10 @@ int shoal_cron_parse(const char *expr, shoal_cron_t *out, char *err, size_t errl
         while (*p != '\0' && *p != ' ' && *p != '\t')
             p++;
         if (p == start) {
-            set_error(err, errlen, "cron expression needs 5 fields (minute hour day-of-month "
-                                   "month day-of-week), missing the %s field", fields[i].name);
+            set_error(err, errlen,
+                      "cron expression needs 5 fields (minute hour day-of-month "
+                      "month day-of-week), missing the %s field",
+                      fields[i].name);
             return -EINVAL;
         }
         if (parse_field(&fields[i], start, (size_t)(p - start), &bits[i], &stars[i]) < 0) {

@@ -186,7 +186,8 @@ static ent_t *ent_new(shoal_events_t *ev, const char *id, const char *function, 
     snprintf(e->trigger, sizeof(e->trigger), "%s", trigger ? trigger : "");
     e->meta = malloc(meta_len + 1);
     e->input = malloc(input_len ? input_len : 1);
-    if (e->meta == NULL || e->input == NULL || (lane && lane[0] && !(e->lane = lane_get(ev, lane)))) {
+    if (e->meta == NULL || e->input == NULL ||
+        (lane && lane[0] && !(e->lane = lane_get(ev, lane)))) {
         free(e->meta);
         free(e->input);
         free(e);
@@ -360,8 +361,8 @@ static void on_result(void *opaque, const shoal_inv_result_t *res)
             memcpy(out, res->data, res->len);
         if (out == NULL) {
             free(hdrs);
-            finish(e, SHOAL_INV_FAILED, strdup("internal: out of memory storing the output"),
-                   NULL, 0, NULL);
+            finish(e, SHOAL_INV_FAILED, strdup("internal: out of memory storing the output"), NULL,
+                   0, NULL);
         } else {
             finish(e, SHOAL_INV_SUCCEEDED, NULL, out, res->len, hdrs);
         }
@@ -373,8 +374,8 @@ static void on_result(void *opaque, const shoal_inv_result_t *res)
         ent_unref(e);
         return;
     }
-    retries = is_platform_failure(res->code) ? PLATFORM_RETRIES
-                                             : shoal_events_retries(ev, e->function);
+    retries =
+        is_platform_failure(res->code) ? PLATFORM_RETRIES : shoal_events_retries(ev, e->function);
     allowed = 1u + (uint32_t)retries;
     if (e->attempts < allowed) {
         wop_t *w = wop_new(e, SHOAL_STORE_REQUEUE);
@@ -401,8 +402,8 @@ static void on_result(void *opaque, const shoal_inv_result_t *res)
 static int dispatch(shoal_events_t *ev, ent_t *e)
 {
     shoal_sched_t *s = ev->o.sched;
-    shoal_fnent_t *fn = shoal_fntable_find(shoal_sched_functions(s), e->function,
-                                           strlen(e->function));
+    shoal_fnent_t *fn =
+        shoal_fntable_find(shoal_sched_functions(s), e->function, strlen(e->function));
     shoal_inv_req_t r;
     int err;
 
@@ -698,25 +699,24 @@ void shoal_events_metrics(shoal_events_t *ev, shoal_json_t *j)
 
     shoal_store_stats(ev->o.store, &ss);
     shoal_events_stats(ev, &es);
-    n = snprintf(buf, sizeof(buf),
-                 "# TYPE shoal_async_queued gauge\nshoal_async_queued %u\n"
-                 "# TYPE shoal_async_running gauge\nshoal_async_running %u\n"
-                 "# TYPE shoal_async_total counter\n"
-                 "shoal_async_total{state=\"accepted\"} %llu\n"
-                 "shoal_async_total{state=\"succeeded\"} %llu\n"
-                 "shoal_async_total{state=\"failed\"} %llu\n"
-                 "shoal_async_total{state=\"dead\"} %llu\n"
-                 "shoal_async_total{state=\"retried\"} %llu\n"
-                 "# TYPE shoal_store_commits_total counter\nshoal_store_commits_total %llu\n"
-                 "# TYPE shoal_store_ops_total counter\nshoal_store_ops_total %llu\n"
-                 "# HELP shoal_store_fsync_seconds_total Time spent committing (WAL fsync).\n"
-                 "# TYPE shoal_store_fsync_seconds_total counter\n"
-                 "shoal_store_fsync_seconds_total %.6f\n",
-                 es.queued, es.running, (unsigned long long)es.accepted,
-                 (unsigned long long)es.succeeded, (unsigned long long)es.failed,
-                 (unsigned long long)es.dead, (unsigned long long)es.retried,
-                 (unsigned long long)ss.commits, (unsigned long long)ss.ops,
-                 (double)ss.commit_ns / 1e9);
+    n = snprintf(
+        buf, sizeof(buf),
+        "# TYPE shoal_async_queued gauge\nshoal_async_queued %u\n"
+        "# TYPE shoal_async_running gauge\nshoal_async_running %u\n"
+        "# TYPE shoal_async_total counter\n"
+        "shoal_async_total{state=\"accepted\"} %llu\n"
+        "shoal_async_total{state=\"succeeded\"} %llu\n"
+        "shoal_async_total{state=\"failed\"} %llu\n"
+        "shoal_async_total{state=\"dead\"} %llu\n"
+        "shoal_async_total{state=\"retried\"} %llu\n"
+        "# TYPE shoal_store_commits_total counter\nshoal_store_commits_total %llu\n"
+        "# TYPE shoal_store_ops_total counter\nshoal_store_ops_total %llu\n"
+        "# HELP shoal_store_fsync_seconds_total Time spent committing (WAL fsync).\n"
+        "# TYPE shoal_store_fsync_seconds_total counter\n"
+        "shoal_store_fsync_seconds_total %.6f\n",
+        es.queued, es.running, (unsigned long long)es.accepted, (unsigned long long)es.succeeded,
+        (unsigned long long)es.failed, (unsigned long long)es.dead, (unsigned long long)es.retried,
+        (unsigned long long)ss.commits, (unsigned long long)ss.ops, (double)ss.commit_ns / 1e9);
     shoal_json_raw(j, buf, (size_t)n < sizeof(buf) ? (size_t)n : sizeof(buf) - 1);
 }
 

@@ -44,7 +44,7 @@ struct wait {
 /* ---- answers ------------------------------------------------------------------------------- */
 
 static void reply(h2o_req_t *req, int status, const char *reason, const char *ctype,
-                 const char *body, size_t len)
+                  const char *body, size_t len)
 {
     req->res.status = status;
     req->res.reason = reason;
@@ -177,9 +177,8 @@ static void on_stored(void *opaque, int err)
             int n = snprintf(loc, sizeof(loc), "/v1/invocations/%s", w->id);
             h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_LOCATION, NULL,
                            h2o_strdup(&req->pool, loc, (size_t)n).base, (size_t)n);
-            h2o_add_header_by_str(&req->pool, &req->res.headers,
-                                  H2O_STRLIT("shoal-invocation-id"), 0, NULL,
-                                  h2o_strdup(&req->pool, w->id, 32).base, 32);
+            h2o_add_header_by_str(&req->pool, &req->res.headers, H2O_STRLIT("shoal-invocation-id"),
+                                  0, NULL, h2o_strdup(&req->pool, w->id, 32).base, 32);
             shoal_json_reset(&eh->out);
             shoal_json_lit(&eh->out, "{\"id\":\"");
             shoal_json_raw(&eh->out, w->id, 32);
@@ -280,8 +279,7 @@ static void handle_list(shoal_evhttp_t *eh, h2o_req_t *req)
             }
         } else if (p.key_len == 5 && memcmp(p.key, "limit", 5) == 0) {
             if (p.val == NULL || shoal_util_parse_u64(p.val, p.val_len, 1, LIST_MAX, &limit) < 0) {
-                send_err(eh, req, 400, "bad_query", "limit must be an integer in 1..%d",
-                         LIST_MAX);
+                send_err(eh, req, 400, "bad_query", "limit must be an integer in 1..%d", LIST_MAX);
                 return;
             }
         } else {
@@ -358,8 +356,8 @@ static void handle_one(shoal_evhttp_t *eh, h2o_req_t *req, const char *seg, size
         json_decref(h);
         free(headers);
     }
-    h2o_add_header_by_str(&req->pool, &req->res.headers, H2O_STRLIT("shoal-invocation-id"), 0,
-                          NULL, h2o_strdup(&req->pool, id, 32).base, 32);
+    h2o_add_header_by_str(&req->pool, &req->res.headers, H2O_STRLIT("shoal-invocation-id"), 0, NULL,
+                          h2o_strdup(&req->pool, id, 32).base, 32);
     /* h2o_send_inline copies into the pool. */
     reply(req, 200, "OK", has_ctype ? NULL : "application/octet-stream", data, dlen);
     free(data);

@@ -804,10 +804,10 @@ static void invoke_route(shoal_http_t *h, h2o_req_t *req, const char *name, cons
     if ((e = shoal_sched_invoke(h->o.sched, &r, &pd->inv)) == 0)
         return;
     pd->inv = NULL;
-    shoal_api_err_t code = e == -EAGAIN       ? SHOAL_API_OVERLOADED
-                           : e == -ENOENT     ? SHOAL_API_NOT_FOUND
-                           : e == -ESHUTDOWN  ? SHOAL_API_SHUTTING_DOWN
-                                              : SHOAL_API_INTERNAL;
+    shoal_api_err_t code = e == -EAGAIN      ? SHOAL_API_OVERLOADED
+                           : e == -ENOENT    ? SHOAL_API_NOT_FOUND
+                           : e == -ESHUTDOWN ? SHOAL_API_SHUTTING_DOWN
+                                             : SHOAL_API_INTERNAL;
     shoal_sched_count(h->o.sched, code);
     send_errorf(h, req, code, id, "cannot invoke '%s': %s", name, strerror(-e));
 }

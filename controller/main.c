@@ -217,8 +217,7 @@ static int parse_options(int argc, char **argv, options_t *o)
                 return usage_error("--async-max must be a number in 1..10000000, not '%s'", v);
         } else if (strcmp(flag, "--async-concurrency") == 0) {
             if (shoal_util_parse_u64(v, strlen(v), 1, 65536, &o->async_concurrency) < 0)
-                return usage_error("--async-concurrency must be a number in 1..65536, not '%s'",
-                                   v);
+                return usage_error("--async-concurrency must be a number in 1..65536, not '%s'", v);
         }
     }
     if (home[0] == '\0')

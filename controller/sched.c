@@ -686,8 +686,10 @@ static int dispatch(shoal_inv_t *inv, worker_t *w)
                  ",\"invocation_id\":\"%s\",\"timeout_ms\":%llu,\"depth\":%u,\"meta\":", inv->id,
                  (unsigned long long)left, inv->depth);
     uv_buf_t meta[5] = {
-        uv_buf_init("{\"fn\":", 6),    uv_buf_init(fn->json.buf, (unsigned)fn->json.len),
-        uv_buf_init(mid, (unsigned)n), uv_buf_init(inv->meta.buf, (unsigned)inv->meta.len),
+        uv_buf_init("{\"fn\":", 6),
+        uv_buf_init(fn->json.buf, (unsigned)fn->json.len),
+        uv_buf_init(mid, (unsigned)n),
+        uv_buf_init(inv->meta.buf, (unsigned)inv->meta.len),
         tail,
     };
     if ((err = shoal_conn_send(w->conn, SHOAL_FRAME_INVOKE, dispatch_id(inv), meta, 5, inv->input,

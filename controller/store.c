@@ -96,8 +96,8 @@ static uint64_t mono_ns(void)
 static int open_db(const char *path, sqlite3 **out)
 {
     sqlite3 *db = NULL;
-    int rc = sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE |
-                                            SQLITE_OPEN_NOMUTEX, NULL);
+    int rc = sqlite3_open_v2(
+        path, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
     if (rc != SQLITE_OK) {
         SHOAL_ERROR("store: cannot open %s: %s", path, db ? sqlite3_errmsg(db) : "no memory");
         sqlite3_close(db);
@@ -239,7 +239,8 @@ static void *writer_main(void *arg)
         for (shoal_store_op_t *op = batch; op != NULL; op = op->next, n++)
             op->err = rc == SQLITE_OK ? run_op(s->wdb, op) : -EIO;
         t0 = mono_ns();
-        if (rc == SQLITE_OK && (rc = sqlite3_exec(s->wdb, "COMMIT", NULL, NULL, NULL)) != SQLITE_OK) {
+        if (rc == SQLITE_OK &&
+            (rc = sqlite3_exec(s->wdb, "COMMIT", NULL, NULL, NULL)) != SQLITE_OK) {
             SHOAL_ERROR("store: commit failed: %s", sqlite3_errmsg(s->wdb));
             sqlite3_exec(s->wdb, "ROLLBACK", NULL, NULL, NULL);
             for (shoal_store_op_t *op = batch; op != NULL; op = op->next)
@@ -444,8 +445,8 @@ int shoal_store_get(shoal_store_t *s, const char *id, int with_input, shoal_stor
     sqlite3_stmt *st;
     int rc, err = -ENOENT;
 
-    rc = sqlite3_prepare_v3(s->rdb, "SELECT " INV_COLS ", input FROM invocations WHERE id = ?1",
-                            -1, SQLITE_PREPARE_PERSISTENT, &st, NULL);
+    rc = sqlite3_prepare_v3(s->rdb, "SELECT " INV_COLS ", input FROM invocations WHERE id = ?1", -1,
+                            SQLITE_PREPARE_PERSISTENT, &st, NULL);
     if (rc != SQLITE_OK)
         return db_errno(rc);
     sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
@@ -532,7 +533,8 @@ int shoal_store_list_json(shoal_store_t *s, const char *function, int state, uin
     int rc, first = 1, err = 0;
 
     rc = sqlite3_prepare_v2(s->rdb,
-                            "SELECT " INV_COLS " FROM invocations WHERE (?1 IS NULL OR function = ?1)"
+                            "SELECT " INV_COLS
+                            " FROM invocations WHERE (?1 IS NULL OR function = ?1)"
                             " AND (?2 < 0 OR state = ?2) ORDER BY seq DESC LIMIT ?3",
                             -1, &st, NULL);
     if (rc != SQLITE_OK)
@@ -604,8 +606,10 @@ int shoal_store_load_triggers(shoal_store_t *s, shoal_store_trigger_fn fn, void 
     sqlite3_stmt *st;
     int rc;
 
-    rc = sqlite3_prepare_v2(s->rdb, "SELECT name, doc, fired_ms, created_ms FROM triggers"
-                                    " ORDER BY name", -1, &st, NULL);
+    rc = sqlite3_prepare_v2(s->rdb,
+                            "SELECT name, doc, fired_ms, created_ms FROM triggers"
+                            " ORDER BY name",
+                            -1, &st, NULL);
     if (rc != SQLITE_OK)
         return db_errno(rc);
     while ((rc = sqlite3_step(st)) == SQLITE_ROW)

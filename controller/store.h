@@ -95,10 +95,10 @@ typedef struct {
 void shoal_store_inv_free(shoal_store_inv_t *inv);
 
 typedef struct {
-    uint64_t commits;    /* transactions committed */
-    uint64_t ops;        /* operations in them */
-    uint64_t commit_ns;  /* time spent in COMMIT (the WAL fsync) */
-    uint64_t max_batch;  /* largest batch */
+    uint64_t commits;   /* transactions committed */
+    uint64_t ops;       /* operations in them */
+    uint64_t commit_ns; /* time spent in COMMIT (the WAL fsync) */
+    uint64_t max_batch; /* largest batch */
 } shoal_store_stats_t;
 
 typedef struct shoal_store shoal_store_t;

@@ -297,8 +297,9 @@ static int parse_doc(shoal_triggers_t *t, const char *name, const char *body, si
         if (!json_is_string(v) || json_string_value(v)[0] != '/' ||
             json_string_length(v) > PATH_MAX_LEN || strchr(json_string_value(v), '?') ||
             strlen(json_string_value(v)) != json_string_length(v))
-            BAD(400, "path: required, an absolute path (starting with /, no query, at most %d "
-                     "bytes)",
+            BAD(400,
+                "path: required, an absolute path (starting with /, no query, at most %d "
+                "bytes)",
                 PATH_MAX_LEN);
         snprintf(g->path, sizeof(g->path), "%s", json_string_value(v));
         v = json_object_get(root, "methods");
@@ -622,9 +623,9 @@ static void on_delivery_stored(void *opaque, int err)
     }
 }
 
-int shoal_triggers_publish(shoal_triggers_t *t, const char *topic, const char *id,
-                           const void *body, size_t len, uint32_t *deliveries,
-                           shoal_triggers_done_cb done, void *opaque)
+int shoal_triggers_publish(shoal_triggers_t *t, const char *topic, const char *id, const void *body,
+                           size_t len, uint32_t *deliveries, shoal_triggers_done_cb done,
+                           void *opaque)
 {
     uint32_t n = 0;
     pub_t *p;

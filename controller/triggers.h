@@ -59,8 +59,8 @@ const char *shoal_triggers_route(shoal_triggers_t *t, const char *path, size_t l
 
 /* Publishes an event: one async invocation per subscriber. done(opaque, err) runs once all are
  * stored; *deliveries is their number. -EAGAIN when the runner has no room for them all. */
-int shoal_triggers_publish(shoal_triggers_t *t, const char *topic, const char *id,
-                           const void *body, size_t len, uint32_t *deliveries,
-                           shoal_triggers_done_cb done, void *opaque);
+int shoal_triggers_publish(shoal_triggers_t *t, const char *topic, const char *id, const void *body,
+                           size_t len, uint32_t *deliveries, shoal_triggers_done_cb done,
+                           void *opaque);
 
 #endif

@@ -82,11 +82,11 @@ struct shoal_frame_reader {
     shoal_frame_cb cb;
     void *opaque;
     uint8_t hdrbuf[SHOAL_FRAME_HDR_SIZE];
-    size_t hdr_have;   /* bytes of the header gathered so far */
+    size_t hdr_have; /* bytes of the header gathered so far */
     shoal_frame_hdr hdr;
-    uint8_t *buf;      /* payload being gathered */
+    uint8_t *buf; /* payload being gathered */
     size_t cap;
-    size_t have;       /* payload bytes gathered; valid once hdr_have == HDR_SIZE */
+    size_t have; /* payload bytes gathered; valid once hdr_have == HDR_SIZE */
 };
 
 shoal_frame_reader_t *shoal_frame_reader_create(uint32_t max_payload, shoal_frame_cb cb,

@@ -1380,11 +1380,11 @@ int shoal_worker_run(const shoal_worker_config_t *cfg)
     }
     shoal_pools_init(&w->pools, cfg->slots);
     if (strcmp(cfg->cgroup_parent, "none") != 0) {
-        shoal_cgroup_opts_t co = {
-            .parent = cfg->cgroup_parent[0] ? cfg->cgroup_parent : SHOAL_CGROUP_PARENT,
-            .tasks = cfg->tasks ? cfg->tasks : SHOAL_SANDBOX_TASKS,
-            .cpu_percent = cfg->cpu_percent,
-            .id = (unsigned long)getpid()};
+        shoal_cgroup_opts_t co = {.parent = cfg->cgroup_parent[0] ? cfg->cgroup_parent
+                                                                  : SHOAL_CGROUP_PARENT,
+                                  .tasks = cfg->tasks ? cfg->tasks : SHOAL_SANDBOX_TASKS,
+                                  .cpu_percent = cfg->cpu_percent,
+                                  .id = (unsigned long)getpid()};
         char why[512];
         if ((w->cg = shoal_cgroup_open(&co, why, sizeof(why))) == NULL)
             SHOAL_WARN("no cgroups for instances (%s): their memory, tasks and CPU are bounded by "

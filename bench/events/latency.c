@@ -116,8 +116,8 @@ int main(int argc, char **argv)
         fprintf(stderr, "no deliveries\n");
         return 1;
     }
-    printf("%.1f %.1f %.1f %d\n", lat[got / 2], lat[(got * 99) / 100 < got ? (got * 99) / 100 : got - 1],
-           lat[got - 1], got);
+    printf("%.1f %.1f %.1f %d\n", lat[got / 2],
+           lat[(got * 99) / 100 < got ? (got * 99) / 100 : got - 1], lat[got - 1], got);
     free(lat);
     free(b.buf);
     curl_easy_cleanup(c);

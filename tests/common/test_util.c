@@ -114,8 +114,8 @@ static void test_exe_dir(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_names),     cmocka_unit_test(test_parse_u64),
-        cmocka_unit_test(test_sha256),    cmocka_unit_test(test_files),
+        cmocka_unit_test(test_names),   cmocka_unit_test(test_parse_u64),
+        cmocka_unit_test(test_sha256),  cmocka_unit_test(test_files),
         cmocka_unit_test(test_exe_dir),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -13,7 +13,8 @@
 
 static int64_t utc(int y, int mo, int d, int h, int mi)
 {
-    struct tm tm = {.tm_year = y - 1900, .tm_mon = mo - 1, .tm_mday = d, .tm_hour = h, .tm_min = mi};
+    struct tm tm = {
+        .tm_year = y - 1900, .tm_mon = mo - 1, .tm_mday = d, .tm_hour = h, .tm_min = mi};
     return (int64_t)timegm(&tm);
 }
 
@@ -104,7 +105,8 @@ static void test_errors(void **state)
         char err[200] = "";
         assert_int_equal(shoal_cron_parse(bad[i].expr, &c, err, sizeof(err)), -22);
         if (strstr(err, bad[i].mentions) == NULL)
-            fprintf(stderr, "\"%s\": message \"%s\" lacks \"%s\"\n", bad[i].expr, err, bad[i].mentions);
+            fprintf(stderr, "\"%s\": message \"%s\" lacks \"%s\"\n", bad[i].expr, err,
+                    bad[i].mentions);
         assert_non_null(strstr(err, bad[i].mentions));
     }
     assert_int_equal(shoal_cron_parse(NULL, NULL, NULL, 0), -22);

@@ -156,8 +156,8 @@ static void test_group_commit_and_states(void **state)
     for (size_t i = 0; i < n; i++)
         shoal_store_inv_free(&v[i]);
     free(v);
-    shoal_store_op_t prune = {.kind = SHOAL_STORE_PRUNE, .finished_ms = 6000, .cb = on_done,
-                              .opaque = &s};
+    shoal_store_op_t prune = {
+        .kind = SHOAL_STORE_PRUNE, .finished_ms = 6000, .cb = on_done, .opaque = &s};
     s.changed = 0;
     shoal_store_submit(st, &prune);
     run_until(&loop, &s, 103);
@@ -196,12 +196,17 @@ static void test_triggers_and_retries(void **state)
 
     uv_loop_init(&loop);
     assert_int_equal(shoal_store_open(&loop, home, 0, &st), 0);
-    shoal_store_op_t put = {.kind = SHOAL_STORE_TRIGGER_PUT, .name = "t1", .data = "{\"x\":1}",
-                            .len = 7, .created_ms = 5, .cb = on_done, .opaque = &s};
-    shoal_store_op_t fired = {.kind = SHOAL_STORE_FIRED, .name = "t1", .fired_ms = 77,
-                              .cb = on_done, .opaque = &s};
-    shoal_store_op_t ret = {.kind = SHOAL_STORE_RETRIES, .name = "f", .value = 3, .cb = on_done,
+    shoal_store_op_t put = {.kind = SHOAL_STORE_TRIGGER_PUT,
+                            .name = "t1",
+                            .data = "{\"x\":1}",
+                            .len = 7,
+                            .created_ms = 5,
+                            .cb = on_done,
                             .opaque = &s};
+    shoal_store_op_t fired = {
+        .kind = SHOAL_STORE_FIRED, .name = "t1", .fired_ms = 77, .cb = on_done, .opaque = &s};
+    shoal_store_op_t ret = {
+        .kind = SHOAL_STORE_RETRIES, .name = "f", .value = 3, .cb = on_done, .opaque = &s};
     shoal_store_submit(st, &put);
     shoal_store_submit(st, &fired);
     shoal_store_submit(st, &ret);

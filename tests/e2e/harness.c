@@ -297,8 +297,8 @@ static size_t on_header(char *line, size_t size, size_t n, void *opaque)
     return len;
 }
 
-int http_request(cluster_t *c, const char *method, const char *path, const void *body,
-                 size_t len, const char *const *headers, http_resp_t *resp)
+int http_request(cluster_t *c, const char *method, const char *path, const void *body, size_t len,
+                 const char *const *headers, http_resp_t *resp)
 {
     static CURL *curl;
     static pid_t owner;
@@ -369,8 +369,8 @@ int build_function(cluster_t *c, const char *name, const char *source, char *out
         return -1;
     fputs(source, f);
     fclose(f);
-    snprintf(cmd, sizeof(cmd), "cc -std=c11 -shared -fPIC -O2 -I '%s/include' '%s' -o '%s'",
-             c->src, src, out);
+    snprintf(cmd, sizeof(cmd), "cc -std=c11 -shared -fPIC -O2 -I '%s/include' '%s' -o '%s'", c->src,
+             src, out);
     return system(cmd) == 0 ? 0 : -1;
 }
 
@@ -396,8 +396,8 @@ char *read_whole(const char *path, size_t *len)
     return buf;
 }
 
-int deploy_bytes(cluster_t *c, const char *name, const void *data, size_t len,
-                 const char *query, http_resp_t *resp)
+int deploy_bytes(cluster_t *c, const char *name, const void *data, size_t len, const char *query,
+                 http_resp_t *resp)
 {
     char path[512];
     http_resp_t r;

@@ -55,8 +55,8 @@ void cluster_dump_logs(cluster_t *c);
 
 /* One HTTP request. headers: NULL-terminated array of "Name: value". Returns 0 when a response
  * arrived (any status), -1 on a transport error. */
-int http_request(cluster_t *c, const char *method, const char *path, const void *body,
-                 size_t len, const char *const *headers, http_resp_t *resp);
+int http_request(cluster_t *c, const char *method, const char *path, const void *body, size_t len,
+                 const char *const *headers, http_resp_t *resp);
 void http_resp_free(http_resp_t *resp);
 
 /* Compiles C source text into <home>/<name>.so with `cc -shared -fPIC -I include`; returns
@@ -66,8 +66,8 @@ int build_function(cluster_t *c, const char *name, const char *source, char *out
  * HTTP status or -1. resp may be NULL. */
 int deploy_file(cluster_t *c, const char *name, const char *path, const char *query,
                 http_resp_t *resp);
-int deploy_bytes(cluster_t *c, const char *name, const void *data, size_t len,
-                 const char *query, http_resp_t *resp);
+int deploy_bytes(cluster_t *c, const char *name, const void *data, size_t len, const char *query,
+                 http_resp_t *resp);
 /* Reads a file fully (malloc'd); NULL on failure. */
 char *read_whole(const char *path, size_t *len);
 /* Process ids of processes whose parent is pid. Returns how many were stored. */

@@ -44,8 +44,8 @@ static int shoal(const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(args, sizeof(args), fmt, ap);
     va_end(ap);
-    snprintf(cmd, sizeof(cmd), "cd '%s' && SHOAL_URL=%s '%s/shoal' %s 2>&1", C.src, C.url,
-             C.build, args);
+    snprintf(cmd, sizeof(cmd), "cd '%s' && SHOAL_URL=%s '%s/shoal' %s 2>&1", C.src, C.url, C.build,
+             args);
     assert_non_null(p = popen(cmd, "r"));
     n = fread(out, 1, sizeof(out) - 1, p);
     out[n] = '\0';

@@ -44,8 +44,7 @@ static int deploy_src(const char *name, const char *src, const char *query)
     return deploy_file(&C, name, so, query, NULL);
 }
 
-static void invoke(const char *name, const char *query, const void *in, size_t len,
-                   http_resp_t *r)
+static void invoke(const char *name, const char *query, const void *in, size_t len, http_resp_t *r)
 {
     char path[256];
     snprintf(path, sizeof(path), "/v1/functions/%s/invoke%s%s", name, query ? "?" : "",
@@ -130,7 +129,8 @@ static void test_update_serves_new_code(void **state)
         http_resp_free(&r);
         /* A new version replaces the warm instance's code for every later invocation. */
         char src[1024];
-        snprintf(src, sizeof(src), FN_HEAD "int shoal_main(shoal_ctx *c) { return shoal_output(c, \"%s\", %zu); }\n",
+        snprintf(src, sizeof(src),
+                 FN_HEAD "int shoal_main(shoal_ctx *c) { return shoal_output(c, \"%s\", %zu); }\n",
                  marker, strlen(marker));
         assert_int_equal(build_function(&C, "ver", src, so, sizeof(so)), 0);
         assert_int_equal(deploy_file(&C, "ver", so, NULL, &r), 200);
@@ -229,31 +229,34 @@ static void test_bad_uploads(void **state)
     http_resp_free(&r);
 
     /* An ELF shared object that does not export shoal_main. */
-    assert_int_equal(build_function(&C, "nomain", "int not_main(void) { return 1; }\n", so, sizeof(so)), 0);
+    assert_int_equal(
+        build_function(&C, "nomain", "int not_main(void) { return 1; }\n", so, sizeof(so)), 0);
     assert_int_equal(deploy_file(&C, "bad", so, NULL, &r), 400);
     expect_error(&r, 400, "bad_artifact");
     assert_non_null(strstr(r.body, "shoal_main"));
     http_resp_free(&r);
 
     /* C source that does not compile: the compiler's diagnostics come back. */
-    const char *broken = "#include <shoal.h>\nint shoal_main(shoal_ctx *c) { return undefined_thing; }\n";
+    const char *broken =
+        "#include <shoal.h>\nint shoal_main(shoal_ctx *c) { return undefined_thing; }\n";
     assert_int_equal(deploy_bytes(&C, "bad", broken, strlen(broken), NULL, &r), 400);
     expect_error(&r, 400, "compile_error");
     assert_non_null(strstr(r.body, "undefined_thing"));
     http_resp_free(&r);
 
     /* Bad names. */
-    const char *names[] = {"Hello", "-dash", "_under", "a.b", "x%20y",
-                           "a123456789012345678901234567890123456789012345678901234567890123"};
+    const char *names[] = {
+        "Hello", "-dash", "_under",
+        "a.b",   "x%20y", "a123456789012345678901234567890123456789012345678901234567890123"};
     for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
         assert_int_equal(deploy_bytes(&C, names[i], "x", 1, NULL, &r), 400);
         expect_error(&r, 400, "bad_name");
         http_resp_free(&r);
     }
     /* Bad query values name the parameter. */
-    const char *queries[] = {"timeout_ms=0", "timeout_ms=abc", "timeout_ms=900001", "memory_mb=1",
-                             "memory_mb=99999999", "min_warm=-1", "max_instances=0",
-                             "min_warm=5&max_instances=2"};
+    const char *queries[] = {
+        "timeout_ms=0",       "timeout_ms=abc", "timeout_ms=900001", "memory_mb=1",
+        "memory_mb=99999999", "min_warm=-1",    "max_instances=0",   "min_warm=5&max_instances=2"};
     for (size_t i = 0; i < sizeof(queries) / sizeof(queries[0]); i++) {
         assert_int_equal(deploy_src("okname", FN_VERSION("q"), queries[i]), 400);
     }
@@ -344,7 +347,8 @@ static void test_meta_status_headers(void **state)
     (void)state;
 
     assert_int_equal(deploy_src("meta", FN_META, NULL), 201);
-    assert_int_equal(http_request(&C, "POST", "/v1/functions/meta/invoke?a=1&b=two", "x", 1, hdrs, &r), 0);
+    assert_int_equal(
+        http_request(&C, "POST", "/v1/functions/meta/invoke?a=1&b=two", "x", 1, hdrs, &r), 0);
     assert_int_equal(r.status, 201);
     assert_string_equal(r.custom_header, "from-function");
     assert_non_null(strstr(r.content_type, "text/plain"));

@@ -24,9 +24,10 @@ static cluster_t C;
 
 /* Sleeps for a while then echoes its input. */
 #define FN_SLOW                                                                                    \
-    "#define _GNU_SOURCE\n" FN_HEAD "int shoal_main(shoal_ctx *c) { shoal_buf in = shoal_input(c);\n" \
-            " usleep(300000);\n"      \
-            " return shoal_output(c, in.data, in.len); }\n"
+    "#define _GNU_SOURCE\n" FN_HEAD                                                                \
+    "int shoal_main(shoal_ctx *c) { shoal_buf in = shoal_input(c);\n"                              \
+    " usleep(300000);\n"                                                                           \
+    " return shoal_output(c, in.data, in.len); }\n"
 
 /* Echoes its input together with the topic it came from. */
 #define FN_TOPIC                                                                                   \
@@ -153,11 +154,12 @@ static void test_async_round_trip(void **state)
     http_resp_free(&r);
     /* Unknown ids and functions. */
     assert_int_equal(http_request(&C, "GET", "/v1/invocations/0123456789abcdef0123456789abcdef",
-                                  NULL, 0, NULL, &r), 0);
+                                  NULL, 0, NULL, &r),
+                     0);
     assert_int_equal(r.status, 404);
     http_resp_free(&r);
-    assert_int_equal(http_request(&C, "POST", "/v1/functions/nope/invoke?async=1", "x", 1, NULL,
-                                  &r), 0);
+    assert_int_equal(
+        http_request(&C, "POST", "/v1/functions/nope/invoke?async=1", "x", 1, NULL, &r), 0);
     assert_int_equal(r.status, 404);
     http_resp_free(&r);
     /* The listing has it, filtered by function and state. */
@@ -291,8 +293,8 @@ static void test_timer_interval(void **state)
         if (a - b < 360 || a - b > 440)
             fprintf(stderr, "timer interval %lld ms\n", (long long)(a - b));
         assert_true(a - b >= 360 && a - b <= 440);
-        assert_string_equal(
-            json_string_value(json_object_get(json_array_get(arr, i), "trigger")), "ticker");
+        assert_string_equal(json_string_value(json_object_get(json_array_get(arr, i), "trigger")),
+                            "ticker");
     }
     json_decref(o);
 }
@@ -371,8 +373,9 @@ static void test_http_route(void **state)
     (void)state;
 
     deploy_src("meta", FN_META, NULL);
-    put_trigger("build", "{\"function\":\"meta\",\"type\":\"http\",\"path\":\"/hooks/build\","
-                         "\"methods\":[\"POST\"]}",
+    put_trigger("build",
+                "{\"function\":\"meta\",\"type\":\"http\",\"path\":\"/hooks/build\","
+                "\"methods\":[\"POST\"]}",
                 201, "\"/hooks/build\"");
     assert_int_equal(http_request(&C, "POST", "/hooks/build?x=1", "in", 2, hdr, &r), 0);
     assert_int_equal(r.status, 201);
@@ -386,12 +389,12 @@ static void test_http_route(void **state)
     assert_int_equal(r.status, 405);
     http_resp_free(&r);
     /* Reserved and taken paths, missing functions, bad documents. */
-    put_trigger("bad", "{\"function\":\"meta\",\"type\":\"http\",\"path\":\"/v1/functions\"}",
-                409, NULL);
+    put_trigger("bad", "{\"function\":\"meta\",\"type\":\"http\",\"path\":\"/v1/functions\"}", 409,
+                NULL);
     put_trigger("bad", "{\"function\":\"meta\",\"type\":\"http\",\"path\":\"/healthz\"}", 409,
                 NULL);
-    put_trigger("other", "{\"function\":\"meta\",\"type\":\"http\",\"path\":\"/hooks/build\"}",
-                409, NULL);
+    put_trigger("other", "{\"function\":\"meta\",\"type\":\"http\",\"path\":\"/hooks/build\"}", 409,
+                NULL);
     put_trigger("bad", "{\"function\":\"ghost\",\"type\":\"topic\",\"topic\":\"t\"}", 404, NULL);
     put_trigger("bad", "{\"function\":\"meta\",\"type\":\"timer\",\"cron\":\"61 * * * *\"}", 400,
                 "cron");

@@ -11,8 +11,8 @@ int shoal_main(shoal_ctx *ctx)
     shoal_buf in = shoal_input(ctx);
 
     clock_gettime(CLOCK_REALTIME, &ts);
-    int n = snprintf(out, sizeof(out), "%lld %.*s",
-                     (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec,
-                     (int)(in.len < 40 ? in.len : 40), (const char *)in.data);
+    int n =
+        snprintf(out, sizeof(out), "%lld %.*s", (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec,
+                 (int)(in.len < 40 ? in.len : 40), (const char *)in.data);
     return shoal_output(ctx, out, (size_t)n);
 }
