@@ -50,12 +50,14 @@ if [ "$ready" -ne 1 ]; then
 fi
 
 deploy() {
-    "$SHOAL" deploy "$1" "$2" || echo "run: could not deploy $1 (see above)" >&2
+    "$SHOAL" deploy "$@" || echo "run: could not deploy $1 (see above)" >&2
 }
 deploy hello "$BUILD/examples/hello.so"
 deploy upper examples/upper/upper.c
 deploy chain "$BUILD/examples/chain.so"
 deploy echo "$BUILD/examples/echo.so"
+# The video pipeline decodes a whole clip in rank 0: 1 GiB holds the 280-frame 720p sample.
+deploy video-abr "$BUILD/examples/video-abr.so" --memory-mb 1024 --timeout-ms 600000
 
 if [ "$SHOAL_URL" = "http://127.0.0.1:8080" ]; then
     api=localhost:8080
@@ -67,7 +69,7 @@ else
 fi
 cat <<TRY
 
-Shoal is running with hello, upper, chain and echo deployed. Try, in another terminal:
+Shoal is running with hello, upper, chain, echo and video-abr deployed. Try, in another terminal:
 
   cd $SRC
   export PATH=$BUILD:\$PATH
@@ -77,6 +79,8 @@ ${urlnote}  cc -shared -fPIC -I include examples/hello/hello.c -o hello.so
   echo -n hi | shoal invoke hello        # or: curl --data-binary hi $api/v1/functions/hello/invoke
   echo -n fish | shoal invoke chain      # shoal_call: upper, then hello
   shoal ls ; shoal workers ; shoal rm hello
+  examples/video/fetch-sample.sh          # a real 720p clip, then encode it with a group of 2:
+  curl -s --data-binary @examples/video/cockatoo.mp4 -o abr.tar "$api/v1/functions/video-abr/invoke?group=2"
 
 Ctrl-C here stops the platform; its state stays in $STATE.
 TRY
