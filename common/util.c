@@ -49,6 +49,23 @@ int shoal_util_write_all(int fd, const void *buf, size_t len)
     return 0;
 }
 
+int shoal_util_write_at(int dirfd, const char *path, const char *s)
+{
+    int fd = openat(dirfd, path, O_WRONLY | O_CLOEXEC), err = 0;
+    size_t len = strlen(s);
+    ssize_t n;
+
+    if (fd < 0)
+        return -errno;
+    /* One write, not write_all: a kernel file takes the whole value or rejects it. */
+    if ((n = write(fd, s, len)) < 0)
+        err = -errno;
+    else if ((size_t)n != len)
+        err = -EIO;
+    close(fd);
+    return err;
+}
+
 int shoal_util_read_all(int fd, void *buf, size_t len)
 {
     char *p = buf;
@@ -151,6 +168,15 @@ fail:
         close(fd);
     unlink(tmp);
     return err;
+}
+
+size_t shoal_util_vfmt(char *buf, size_t size, const char *fmt, va_list ap)
+{
+    int n = vsnprintf(buf, size, fmt, ap);
+
+    if (n < 0)
+        return 0;
+    return (size_t)n < size ? (size_t)n : size - 1;
 }
 
 int shoal_util_mkdir_p(const char *path, mode_t mode)

@@ -5,6 +5,7 @@
 #ifndef SHOAL_COMMON_UTIL_H
 #define SHOAL_COMMON_UTIL_H
 
+#include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
@@ -22,6 +23,11 @@ uint64_t shoal_util_wall_ms(void);
 int shoal_util_write_all(int fd, const void *buf, size_t len);
 int shoal_util_read_all(int fd, void *buf, size_t len);
 
+/* Writes the string s to path, relative to dirfd (AT_FDCWD or a directory fd), in one write(2):
+ * for existing kernel files (/proc, cgroupfs) that take a value per write and must not be
+ * created or truncated. 0, -errno, or -EIO on a short write. */
+int shoal_util_write_at(int dirfd, const char *path, const char *s);
+
 /* Reads a whole file into a malloc'd buffer (NUL-terminated for convenience) of at most max
  * bytes; -EFBIG when larger. The caller frees *out. */
 int shoal_util_read_file(const char *path, size_t max, char **out, size_t *len);
@@ -29,6 +35,11 @@ int shoal_util_read_file(const char *path, size_t max, char **out, size_t *len);
 /* Writes data to path durably: a temporary file beside it, fsync, rename, fsync of the directory.
  * On failure nothing is left at path or beside it. */
 int shoal_util_write_file_durable(const char *path, const void *data, size_t len, mode_t mode);
+
+/* vsnprintf into buf (size > 0) that returns the length it kept, for callers that pass the text
+ * on with its length: 0 after an encoding error, size - 1 when the text was truncated. */
+size_t shoal_util_vfmt(char *buf, size_t size, const char *fmt, va_list ap)
+    __attribute__((format(printf, 3, 0)));
 
 /* Creates a directory and its parents (like mkdir -p); 0 if it already exists. */
 int shoal_util_mkdir_p(const char *path, mode_t mode);

@@ -68,4 +68,8 @@ uint64_t shoal_conn_last_rx(const shoal_conn_t *c);
 /* Whether the connection is closing. */
 int shoal_conn_closing(const shoal_conn_t *c);
 
+/* The local port a bound TCP handle (a listener: the HTTP server's, the scheduler's) is on,
+ * which is how a caller that bound port 0 learns the one the kernel chose; -1 if unknown. */
+int shoal_conn_local_port(const uv_tcp_t *tcp);
+
 #endif

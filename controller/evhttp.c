@@ -12,6 +12,7 @@
 #include "common/trace.h"
 #include "common/util.h"
 #include "controller/api.h"
+#include "controller/reply.h"
 
 #define LIST_DEFAULT 100
 #define LIST_MAX 1000
@@ -43,53 +44,9 @@ struct wait {
 
 /* ---- answers ------------------------------------------------------------------------------- */
 
-static void reply(h2o_req_t *req, int status, const char *reason, const char *ctype,
-                  const char *body, size_t len)
-{
-    req->res.status = status;
-    req->res.reason = reason;
-    req->res.content_length = len;
-    if (ctype != NULL)
-        h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL, ctype,
-                       strlen(ctype));
-    h2o_send_inline(req, body, len);
-}
-
-static const char *reason(int status)
-{
-    switch (status) {
-    case 200:
-        return "OK";
-    case 201:
-        return "Created";
-    case 202:
-        return "Accepted";
-    case 400:
-        return "Bad Request";
-    case 404:
-        return "Not Found";
-    case 405:
-        return "Method Not Allowed";
-    case 409:
-        return "Conflict";
-    case 429:
-        return "Too Many Requests";
-    case 503:
-        return "Service Unavailable";
-    default:
-        return status < 500 ? "Client Error" : "Server Error";
-    }
-}
-
 static void send_json(shoal_evhttp_t *eh, h2o_req_t *req, int status)
 {
-    if (shoal_json_error(&eh->out) < 0) {
-        static const char OOM[] =
-            "{\"error\":{\"code\":\"internal\",\"message\":\"out of memory\"}}";
-        reply(req, 500, "Internal Server Error", "application/json", OOM, sizeof(OOM) - 1);
-        return;
-    }
-    reply(req, status, reason(status), "application/json", eh->out.buf, eh->out.len);
+    shoal_reply_json(req, status, &eh->out);
 }
 
 static void send_err(shoal_evhttp_t *eh, h2o_req_t *req, int status, const char *code,
@@ -359,7 +316,8 @@ static void handle_one(shoal_evhttp_t *eh, h2o_req_t *req, const char *seg, size
     h2o_add_header_by_str(&req->pool, &req->res.headers, H2O_STRLIT("shoal-invocation-id"), 0, NULL,
                           h2o_strdup(&req->pool, id, 32).base, 32);
     /* h2o_send_inline copies into the pool. */
-    reply(req, 200, "OK", has_ctype ? NULL : "application/octet-stream", data, dlen);
+    shoal_reply_send(req, 200, has_ctype ? NULL : "application/octet-stream",
+                     has_ctype ? 0 : strlen("application/octet-stream"), data, dlen);
     free(data);
 }
 

@@ -23,6 +23,8 @@
 
 #include "common/trace.h"
 #include "common/util.h"
+#include "controller/conn.h"
+#include "controller/reply.h"
 
 /* Bounds on what an invocation sees of its request's headers. */
 #define META_HEADERS_MAX 64
@@ -80,78 +82,9 @@ struct op {
 
 /* ---- answers ------------------------------------------------------------------------------ */
 
-static const char *reason_of(int status)
-{
-    switch (status) {
-    case 200:
-        return "OK";
-    case 201:
-        return "Created";
-    case 202:
-        return "Accepted";
-    case 204:
-        return "No Content";
-    case 301:
-        return "Moved Permanently";
-    case 302:
-        return "Found";
-    case 304:
-        return "Not Modified";
-    case 400:
-        return "Bad Request";
-    case 401:
-        return "Unauthorized";
-    case 403:
-        return "Forbidden";
-    case 404:
-        return "Not Found";
-    case 405:
-        return "Method Not Allowed";
-    case 409:
-        return "Conflict";
-    case 413:
-        return "Payload Too Large";
-    case 429:
-        return "Too Many Requests";
-    case 500:
-        return "Internal Server Error";
-    case 501:
-        return "Not Implemented";
-    case 502:
-        return "Bad Gateway";
-    case 503:
-        return "Service Unavailable";
-    case 504:
-        return "Gateway Timeout";
-    default:
-        return status < 300   ? "OK"
-               : status < 400 ? "Redirect"
-               : status < 500 ? "Client Error"
-                              : "Server Error";
-    }
-}
-
-static void send_body(h2o_req_t *req, int status, const char *ctype, size_t ctype_len,
-                      const char *body, size_t len)
-{
-    req->res.status = status;
-    req->res.reason = reason_of(status);
-    req->res.content_length = len;
-    if (ctype != NULL)
-        h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL, ctype,
-                       ctype_len);
-    h2o_send_inline(req, body, len);
-}
-
 static void send_json(shoal_http_t *h, h2o_req_t *req, int status)
 {
-    if (shoal_json_error(&h->out) < 0) {
-        static const char OOM[] =
-            "{\"error\":{\"code\":\"internal\",\"message\":\"out of memory\"}}";
-        send_body(req, 500, H2O_STRLIT("application/json"), OOM, sizeof(OOM) - 1);
-        return;
-    }
-    send_body(req, status, H2O_STRLIT("application/json"), h->out.buf, h->out.len);
+    shoal_reply_json(req, status, &h->out);
 }
 
 static void add_id_header(h2o_req_t *req, const char *id)
@@ -184,15 +117,12 @@ static void send_errorf(shoal_http_t *h, h2o_req_t *req, shoal_api_err_t code, c
 {
     char msg[512];
     va_list ap;
-    int n;
+    size_t n;
 
     va_start(ap, fmt);
-    n = vsnprintf(msg, sizeof(msg), fmt, ap);
+    n = shoal_util_vfmt(msg, sizeof(msg), fmt, ap);
     va_end(ap);
-    if (n < 0)
-        n = 0;
-    send_error(h, req, code, msg, (size_t)n < sizeof(msg) ? (size_t)n : sizeof(msg) - 1, inv_id,
-               NULL);
+    send_error(h, req, code, msg, n, inv_id, NULL);
 }
 
 /* ---- request tokens ----------------------------------------------------------------------- */
@@ -322,7 +252,7 @@ static void handle_metrics(shoal_http_t *h, h2o_req_t *req)
         send_error(h, req, SHOAL_API_INTERNAL, H2O_STRLIT("out of memory"), NULL, NULL);
         return;
     }
-    send_body(req, 200, H2O_STRLIT("text/plain; version=0.0.4"), j->buf, j->len);
+    shoal_reply_send(req, 200, H2O_STRLIT("text/plain; version=0.0.4"), j->buf, j->len);
 }
 
 static void handle_workers(shoal_http_t *h, h2o_req_t *req)
@@ -646,8 +576,9 @@ static void send_output(h2o_req_t *req, const char *id, const shoal_inv_result_t
     /* These statuses have no body by definition. */
     if (res->status == 204 || res->status == 304 || (res->status >= 100 && res->status < 200))
         len = 0;
-    send_body(req, res->status, has_ctype ? NULL : "application/octet-stream",
-              has_ctype ? 0 : strlen("application/octet-stream"), (const char *)res->data, len);
+    shoal_reply_send(req, res->status, has_ctype ? NULL : "application/octet-stream",
+                     has_ctype ? 0 : strlen("application/octet-stream"), (const char *)res->data,
+                     len);
 }
 
 static void on_inv_done(void *opaque, const shoal_inv_result_t *res)
@@ -668,10 +599,35 @@ static void on_inv_done(void *opaque, const shoal_inv_result_t *res)
         send_error(h, req, res->code, res->message ? res->message : "", res->message_len, id, NULL);
 }
 
+/* Runs fn on req's body, with h->meta as its metadata, as invocation id (33 bytes with the NUL)
+ * of group ranks; on_inv_done answers it. 0, or the scheduler's -errno, and then the caller
+ * answers: the pending token stays in the request's pool with nothing to cancel. */
+static int start_invoke(shoal_http_t *h, h2o_req_t *req, shoal_fnent_t *fn, const char *id,
+                        uint32_t group)
+{
+    pending_t *pd = pending_new(h, req);
+    shoal_inv_req_t r;
+    int e;
+
+    memcpy(pd->id, id, sizeof(pd->id));
+    memset(&r, 0, sizeof(r));
+    r.fn = fn;
+    r.id = id;
+    r.meta = h->meta.buf;
+    r.meta_len = h->meta.len;
+    r.input = req->entity.base;
+    r.input_len = req->entity.base ? req->entity.len : 0;
+    r.group = group;
+    r.cb = on_inv_done;
+    r.opaque = pd;
+    if ((e = shoal_sched_invoke(h->o.sched, &r, &pd->inv)) != 0)
+        pd->inv = NULL;
+    return e;
+}
+
 static void handle_invoke(shoal_http_t *h, h2o_req_t *req, const char *seg, size_t seglen)
 {
     shoal_api_invoke_params_t params;
-    shoal_inv_req_t r;
     shoal_fnent_t *fn;
     char name[SHOAL_NAME_MAX + 1], id[33], err[256];
     const char *q;
@@ -719,21 +675,8 @@ static void handle_invoke(shoal_http_t *h, h2o_req_t *req, const char *seg, size
             shoal_evhttp_async(h->o.events, req, name, id, h->meta.buf, h->meta.len);
         return;
     }
-    pending_t *pd = pending_new(h, req);
-    memcpy(pd->id, id, sizeof(id));
-    memset(&r, 0, sizeof(r));
-    r.fn = fn;
-    r.id = id;
-    r.meta = h->meta.buf;
-    r.meta_len = h->meta.len;
-    r.input = req->entity.base;
-    r.input_len = req->entity.base ? req->entity.len : 0;
-    r.group = params.group;
-    r.cb = on_inv_done;
-    r.opaque = pd;
-    if ((e = shoal_sched_invoke(h->o.sched, &r, &pd->inv)) == 0)
+    if ((e = start_invoke(h, req, fn, id, params.group)) == 0)
         return;
-    pd->inv = NULL;
     switch (e) {
     case -E2BIG:
         shoal_sched_count(h->o.sched, SHOAL_API_GROUP_TOO_LARGE);
@@ -766,7 +709,6 @@ static void handle_invoke(shoal_http_t *h, h2o_req_t *req, const char *seg, size
 static void invoke_route(shoal_http_t *h, h2o_req_t *req, const char *name, const char *trigger)
 {
     shoal_fnent_t *fn = shoal_fntable_find(shoal_sched_functions(h->o.sched), name, strlen(name));
-    shoal_inv_req_t r;
     char id[33];
     int e;
 
@@ -790,20 +732,8 @@ static void invoke_route(shoal_http_t *h, h2o_req_t *req, const char *name, cons
         send_error(h, req, SHOAL_API_INTERNAL, H2O_STRLIT("out of memory"), id, NULL);
         return;
     }
-    pending_t *pd = pending_new(h, req);
-    memcpy(pd->id, id, sizeof(id));
-    memset(&r, 0, sizeof(r));
-    r.fn = fn;
-    r.id = id;
-    r.meta = h->meta.buf;
-    r.meta_len = h->meta.len;
-    r.input = req->entity.base;
-    r.input_len = req->entity.base ? req->entity.len : 0;
-    r.cb = on_inv_done;
-    r.opaque = pd;
-    if ((e = shoal_sched_invoke(h->o.sched, &r, &pd->inv)) == 0)
+    if ((e = start_invoke(h, req, fn, id, 0)) == 0)
         return;
-    pd->inv = NULL;
     shoal_api_err_t code = e == -EAGAIN      ? SHOAL_API_OVERLOADED
                            : e == -ENOENT    ? SHOAL_API_NOT_FOUND
                            : e == -ESHUTDOWN ? SHOAL_API_SHUTTING_DOWN
@@ -978,16 +908,7 @@ int shoal_http_listen(shoal_http_t *h, const struct sockaddr *addr)
 
 int shoal_http_port(const shoal_http_t *h)
 {
-    struct sockaddr_storage ss;
-    int len = sizeof(ss);
-
-    if (uv_tcp_getsockname(&h->listener, (struct sockaddr *)&ss, &len) < 0)
-        return -1;
-    if (ss.ss_family == AF_INET)
-        return ntohs(((struct sockaddr_in *)&ss)->sin_port);
-    if (ss.ss_family == AF_INET6)
-        return ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
-    return -1;
+    return shoal_conn_local_port(&h->listener);
 }
 
 static void on_listener_closed(uv_handle_t *handle)

@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 #include "common/trace.h"
+#include "controller/sqlutil.h"
 
 #define SCHEMA_VERSION 1
 
@@ -73,6 +74,18 @@ static int db_err(shoal_registry_t *r, int rc, const char *what)
     default:
         return -EIO;
     }
+}
+
+/* Where a statement runs, for shoal_sqlutil_collect's step_err: db_err needs both. */
+typedef struct {
+    shoal_registry_t *r;
+    const char *what;
+} db_site_t;
+
+static int step_err(void *ctx, int rc)
+{
+    const db_site_t *site = ctx;
+    return db_err(site->r, rc, site->what);
 }
 
 int shoal_registry_sha_valid(const char *s)
@@ -196,38 +209,34 @@ static int cmp_sha(const void *a, const void *b)
     return strcmp((const char *)a, (const char *)b);
 }
 
+static int sha_row(sqlite3_stmt *st, void *elem)
+{
+    char(*sha)[65] = elem;
+    copy_text(*sha, sizeof(*sha), sqlite3_column_text(st, 0));
+    return 0;
+}
+
 /* Removes what a crash may have left in artifacts/ - temporary files of interrupted writes - and
  * every artifact no live function references (replaced versions, deleted functions, and files
  * whose deploy transaction never committed). Files we do not recognise are left alone. */
 static int collect_garbage(shoal_registry_t *r)
 {
     char(*live)[65] = NULL;
-    size_t nlive = 0, cap = 0;
+    size_t nlive = 0;
     sqlite3_stmt *st = NULL;
     DIR *dir = NULL;
     struct dirent *de;
-    int err = 0, rc, removed = 0;
+    db_site_t site = {r, "list artifacts"};
+    shoal_sqlutil_rows_t how = {
+        .size = sizeof(*live), .first_cap = 64, .row = sha_row, .step_err = step_err, .ctx = &site};
+    void *v;
+    int err = 0, removed = 0;
 
     if ((err = prepare(r, "SELECT DISTINCT sha256 FROM functions WHERE deleted=0", &st)) < 0)
         return err;
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        if (nlive == cap) {
-            size_t ncap = cap ? cap * 2 : 64;
-            void *p = realloc(live, ncap * sizeof(*live));
-            if (p == NULL) {
-                err = -ENOMEM;
-                goto done;
-            }
-            live = p;
-            cap = ncap;
-        }
-        copy_text(live[nlive], sizeof(live[nlive]), sqlite3_column_text(st, 0));
-        nlive++;
-    }
-    if (rc != SQLITE_DONE) {
-        err = db_err(r, rc, "list artifacts");
+    if ((err = shoal_sqlutil_collect(st, &how, &v, &nlive)) < 0)
         goto done;
-    }
+    live = v;
     if (nlive > 0)
         qsort(live, nlive, sizeof(*live), cmp_sha);
 
@@ -521,37 +530,29 @@ int shoal_registry_get(shoal_registry_t *r, const char *name, shoal_fn_t *out)
     return found && !deleted ? 0 : -ENOENT;
 }
 
+static int fn_row(sqlite3_stmt *st, void *elem)
+{
+    row_to_fn(st, elem);
+    return 0;
+}
+
 /* Collects every row st yields into a malloc'd array. Called with the lock held. */
 static int collect(shoal_registry_t *r, sqlite3_stmt *st, shoal_fn_t **out, size_t *n)
 {
-    shoal_fn_t *v = NULL;
-    size_t len = 0, cap = 0;
-    int rc, err = 0;
+    db_site_t site = {r, "list"};
+    shoal_sqlutil_rows_t how = {.size = sizeof(shoal_fn_t),
+                                .first_cap = 16,
+                                .row = fn_row,
+                                .step_err = step_err,
+                                .ctx = &site};
+    void *v;
+    int err = shoal_sqlutil_collect(st, &how, &v, n);
 
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        if (len == cap) {
-            size_t ncap = cap ? cap * 2 : 16;
-            shoal_fn_t *nv = realloc(v, ncap * sizeof(*nv));
-            if (nv == NULL) {
-                err = -ENOMEM;
-                break;
-            }
-            v = nv;
-            cap = ncap;
-        }
-        row_to_fn(st, &v[len++]);
-    }
-    if (err == 0 && rc != SQLITE_DONE)
-        err = db_err(r, rc, "list");
     sqlite3_reset(st);
     sqlite3_clear_bindings(st);
-    if (err < 0) {
-        free(v);
-        return err;
-    }
-    *out = v;
-    *n = len;
-    return 0;
+    if (err == 0)
+        *out = v;
+    return err;
 }
 
 int shoal_registry_list(shoal_registry_t *r, shoal_fn_t **out, size_t *n)

@@ -32,6 +32,7 @@
 #include <string.h>
 
 #include "common/trace.h"
+#include "common/util.h"
 #include "controller/conn.h"
 #include "transport/arena.h"
 #include "transport/frame.h"
@@ -493,16 +494,14 @@ static void fail(shoal_inv_t *inv, shoal_api_err_t code, const char *fmt, ...)
     shoal_inv_result_t res;
     char msg[256];
     va_list ap;
-    int n;
 
-    va_start(ap, fmt);
-    n = vsnprintf(msg, sizeof(msg), fmt, ap);
-    va_end(ap);
     memset(&res, 0, sizeof(res));
+    va_start(ap, fmt);
+    res.message_len = shoal_util_vfmt(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
     res.code = code;
     res.status = shoal_api_err_status(code);
     res.message = msg;
-    res.message_len = n < 0 ? 0 : (size_t)n >= sizeof(msg) ? sizeof(msg) - 1 : (size_t)n;
     complete(inv, &res);
 }
 
@@ -1803,16 +1802,7 @@ int shoal_sched_listen(shoal_sched_t *s, const struct sockaddr *addr)
 
 int shoal_sched_port(const shoal_sched_t *s)
 {
-    struct sockaddr_storage ss;
-    int len = sizeof(ss);
-
-    if (uv_tcp_getsockname(&s->listener, (struct sockaddr *)&ss, &len) < 0)
-        return -1;
-    if (ss.ss_family == AF_INET)
-        return ntohs(((struct sockaddr_in *)&ss)->sin_port);
-    if (ss.ss_family == AF_INET6)
-        return ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
-    return -1;
+    return shoal_conn_local_port(&s->listener);
 }
 
 int shoal_sched_load(shoal_sched_t *s, const shoal_fn_t *fns, size_t n)

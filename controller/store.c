@@ -18,7 +18,9 @@
 #include <time.h>
 
 #include "common/trace.h"
+#include "common/util.h"
 #include "controller/api.h"
+#include "controller/sqlutil.h"
 
 struct shoal_store {
     uv_loop_t *loop;
@@ -84,13 +86,6 @@ static int db_errno(int rc)
     default:
         return -EIO;
     }
-}
-
-static uint64_t mono_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
 static int open_db(const char *path, sqlite3 **out)
@@ -238,7 +233,7 @@ static void *writer_main(void *arg)
         int rc = sqlite3_exec(s->wdb, "BEGIN IMMEDIATE", NULL, NULL, NULL);
         for (shoal_store_op_t *op = batch; op != NULL; op = op->next, n++)
             op->err = rc == SQLITE_OK ? run_op(s->wdb, op) : -EIO;
-        t0 = mono_ns();
+        t0 = shoal_util_now_ns();
         if (rc == SQLITE_OK &&
             (rc = sqlite3_exec(s->wdb, "COMMIT", NULL, NULL, NULL)) != SQLITE_OK) {
             SHOAL_ERROR("store: commit failed: %s", sqlite3_errmsg(s->wdb));
@@ -246,7 +241,7 @@ static void *writer_main(void *arg)
             for (shoal_store_op_t *op = batch; op != NULL; op = op->next)
                 op->err = -EIO;
         }
-        uint64_t dt = mono_ns() - t0;
+        uint64_t dt = shoal_util_now_ns() - t0;
 
         pthread_mutex_lock(&s->lock);
         s->stats.commits++;
@@ -559,12 +554,32 @@ int shoal_store_list_json(shoal_store_t *s, const char *function, int state, uin
     return err;
 }
 
+static int pending_row(sqlite3_stmt *st, void *elem)
+{
+    return row_to_inv(st, elem, 1);
+}
+
+static void pending_release(void *elem)
+{
+    shoal_store_inv_free(elem);
+}
+
+static int step_err(void *ctx, int rc)
+{
+    (void)ctx;
+    return db_errno(rc);
+}
+
 int shoal_store_load_pending(shoal_store_t *s, shoal_store_inv_t **out, size_t *n)
 {
+    shoal_sqlutil_rows_t how = {.size = sizeof(shoal_store_inv_t),
+                                .first_cap = 64,
+                                .row = pending_row,
+                                .release = pending_release,
+                                .step_err = step_err};
     sqlite3_stmt *st;
-    shoal_store_inv_t *v = NULL;
-    size_t len = 0, cap = 0;
-    int rc, err = 0;
+    void *v;
+    int rc, err;
 
     rc = sqlite3_prepare_v2(s->rdb,
                             "SELECT " INV_COLS ", input FROM invocations WHERE state < 2"
@@ -572,33 +587,11 @@ int shoal_store_load_pending(shoal_store_t *s, shoal_store_inv_t **out, size_t *
                             -1, &st, NULL);
     if (rc != SQLITE_OK)
         return db_errno(rc);
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        if (len == cap) {
-            size_t nc = cap ? cap * 2 : 64;
-            shoal_store_inv_t *nv = realloc(v, nc * sizeof(*nv));
-            if (nv == NULL) {
-                err = -ENOMEM;
-                break;
-            }
-            v = nv;
-            cap = nc;
-        }
-        if ((err = row_to_inv(st, &v[len], 1)) < 0)
-            break;
-        len++;
-    }
-    if (err == 0 && rc != SQLITE_DONE)
-        err = db_errno(rc);
+    err = shoal_sqlutil_collect(st, &how, &v, n);
     sqlite3_finalize(st);
-    if (err < 0) {
-        for (size_t i = 0; i < len; i++)
-            shoal_store_inv_free(&v[i]);
-        free(v);
-        return err;
-    }
-    *out = v;
-    *n = len;
-    return 0;
+    if (err == 0)
+        *out = v;
+    return err;
 }
 
 int shoal_store_load_triggers(shoal_store_t *s, shoal_store_trigger_fn fn, void *opaque)

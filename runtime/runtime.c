@@ -226,14 +226,10 @@ void *shoal_output_alloc(shoal_ctx *ctx, size_t len)
 int shoal_error(shoal_ctx *ctx, const char *fmt, ...)
 {
     va_list ap;
-    int n;
 
     va_start(ap, fmt);
-    n = vsnprintf(ctx->err, sizeof(ctx->err), fmt, ap);
+    ctx->err_len = (uint32_t)shoal_util_vfmt(ctx->err, sizeof(ctx->err), fmt, ap);
     va_end(ap);
-    if (n < 0)
-        n = 0;
-    ctx->err_len = (uint32_t)n < sizeof(ctx->err) ? (uint32_t)n : sizeof(ctx->err) - 1;
     return -1;
 }
 

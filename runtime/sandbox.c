@@ -30,6 +30,7 @@
 #include <unistd.h>
 
 #include "common/trace.h"
+#include "common/util.h"
 #include "transport/channel.h"
 
 #if defined(__SANITIZE_ADDRESS__)
@@ -156,23 +157,6 @@ static int close_others(const int *keep, int nkeep)
     if (syscall(SYS_close_range, from, ~0u, 0) < 0)
         return -errno;
     return 0;
-}
-
-/* Writes s to path (an existing file: /proc and cgroup files). */
-static int write_at(int dirfd, const char *path, const char *s)
-{
-    int fd = openat(dirfd, path, O_WRONLY | O_CLOEXEC), err = 0;
-    size_t len = strlen(s);
-    ssize_t n;
-
-    if (fd < 0)
-        return -errno;
-    if ((n = write(fd, s, len)) < 0)
-        err = -errno;
-    else if ((size_t)n != len)
-        err = -EIO;
-    close(fd);
-    return err;
 }
 
 /* ---- seccomp ---- */
@@ -520,17 +504,17 @@ static int map_ids(const shoal_sandbox_t *sb, pid_t pid, uint64_t req)
     snprintf(map, sizeof(map), "%u %u 1\n", (unsigned)stem_uid(sb, req),
              (unsigned)stem_uid(sb, req));
     snprintf(path, sizeof(path), "/proc/%d/uid_map", (int)pid);
-    if ((err = write_at(AT_FDCWD, path, map)) < 0)
+    if ((err = shoal_util_write_at(AT_FDCWD, path, map)) < 0)
         return err;
     if (!sb->privileged) {
         snprintf(path, sizeof(path), "/proc/%d/setgroups", (int)pid);
-        if ((err = write_at(AT_FDCWD, path, "deny")) < 0)
+        if ((err = shoal_util_write_at(AT_FDCWD, path, "deny")) < 0)
             return err;
     }
     snprintf(map, sizeof(map), "%u %u 1\n", (unsigned)stem_gid(sb, req),
              (unsigned)stem_gid(sb, req));
     snprintf(path, sizeof(path), "/proc/%d/gid_map", (int)pid);
-    return write_at(AT_FDCWD, path, map);
+    return shoal_util_write_at(AT_FDCWD, path, map);
 }
 
 pid_t shoal_sandbox_fork(shoal_sandbox_t *sb, uint64_t req, int *go_fd)
@@ -582,7 +566,7 @@ int shoal_sandbox_release(shoal_sandbox_t *sb, pid_t pid, uint64_t req, int go_f
     snprintf(name, sizeof(name), "i%llu/cgroup.procs", (unsigned long long)req);
     snprintf(map, sizeof(map), "%d", (int)pid);
     for (i = 0; i < sb->ncg; i++)
-        if ((err = write_at(sb->cg_fds[i], name, map)) < 0)
+        if ((err = shoal_util_write_at(sb->cg_fds[i], name, map)) < 0)
             goto fail;
     if (write(go_fd, "g", 1) != 1) {
         err = -errno;

@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "arena.h"
+#include "common/util.h"
 
 #define PAGE_ALIGN(x)                                                                              \
     (((uint64_t)(x) + SHOAL_CHANNEL_PAGE - 1) & ~(uint64_t)(SHOAL_CHANNEL_PAGE - 1))
@@ -183,16 +184,22 @@ static long futex(_Atomic uint32_t *addr, int op, uint32_t val)
     return syscall(SYS_futex, (uint32_t *)addr, op, val, NULL, NULL, 0);
 }
 
+/* Bumps the futex word bell and wakes its one sleeper if *sleeping says there is one. The fence
+ * orders what the caller published (a push, freed space) and the bump before reading *sleeping;
+ * it pairs with the sleeper's fence between setting *sleeping and re-checking its condition, so
+ * either we see the flag or the sleeper sees our change. */
+static void ring_bell(_Atomic uint32_t *bell, _Atomic uint32_t *sleeping)
+{
+    atomic_fetch_add_explicit(bell, 1, memory_order_relaxed);
+    atomic_thread_fence(memory_order_seq_cst);
+    if (atomic_load_explicit(sleeping, memory_order_relaxed))
+        futex(bell, FUTEX_WAKE, 1);
+}
+
 void shoal_channel_wake_instance(shoal_channel_t *ch)
 {
-    shoal_channel_hdr_t *h = ch->hdr;
-
-    atomic_fetch_add_explicit(&h->down_bell, 1, memory_order_relaxed);
-    /* Orders our ring push (and the bell) before reading down_sleeping; pairs with the fence in
-     * shoal_channel_wait_down between setting down_sleeping and re-checking the ring. */
-    atomic_thread_fence(memory_order_seq_cst);
-    if (atomic_load_explicit(&h->down_sleeping, memory_order_relaxed))
-        futex(&h->down_bell, FUTEX_WAKE, 1);
+    /* Pairs with shoal_channel_wait_down. */
+    ring_bell(&ch->hdr->down_bell, &ch->hdr->down_sleeping);
 }
 
 void shoal_channel_arm(shoal_channel_t *ch)
@@ -205,19 +212,8 @@ void shoal_channel_arm(shoal_channel_t *ch)
 
 void shoal_channel_release_space(shoal_channel_t *ch)
 {
-    shoal_channel_hdr_t *h = ch->hdr;
-
-    atomic_fetch_add_explicit(&h->up_space, 1, memory_order_relaxed);
-    atomic_thread_fence(memory_order_seq_cst);
-    if (atomic_load_explicit(&h->up_space_waiting, memory_order_relaxed))
-        futex(&h->up_space, FUTEX_WAKE, 1);
-}
-
-static uint64_t now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+    /* Pairs with shoal_channel_send_wait. */
+    ring_bell(&ch->hdr->up_space, &ch->hdr->up_space_waiting);
 }
 
 static inline void cpu_relax(void)
@@ -243,8 +239,8 @@ void shoal_channel_wait_down(shoal_channel_t *ch, uint64_t spin_ns)
             continue;
         }
         if (deadline == 0)
-            deadline = now_ns() + spin_ns;
-        else if (now_ns() >= deadline)
+            deadline = shoal_util_now_ns() + spin_ns;
+        else if (shoal_util_now_ns() >= deadline)
             break;
     }
     for (;;) {

@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "common/trace.h"
+#include "common/util.h"
 
 #define PENDING_MAX 256
 #define CPU_PERIOD_US 100000u
@@ -37,22 +38,6 @@ struct shoal_cgroup {
 };
 
 /* ---- small file helpers (cgroup files are read and written whole) ---- */
-
-static int write_at(int dirfd, const char *path, const char *s)
-{
-    int fd = openat(dirfd, path, O_WRONLY | O_CLOEXEC), err = 0;
-    size_t len = strlen(s);
-    ssize_t n;
-
-    if (fd < 0)
-        return -errno;
-    if ((n = write(fd, s, len)) < 0)
-        err = -errno;
-    else if ((size_t)n != len)
-        err = -EIO;
-    close(fd);
-    return err;
-}
 
 /* Reads a small file into buf (NUL-terminated); its length or -errno. */
 static ssize_t read_at(int dirfd, const char *path, char *buf, size_t size)
@@ -306,7 +291,7 @@ static int enable_controllers(int dirfd, const char *path, unsigned controls)
         strcat(ctl, "+pids ");
     if (controls & SHOAL_CGROUP_CPU)
         strcat(ctl, "+cpu ");
-    return write_at(dirfd, path, ctl);
+    return shoal_util_write_at(dirfd, path, ctl);
 }
 
 static int open_hier(shoal_cgroup_t *cg, hier_t *h, char *why, size_t why_len)
@@ -528,7 +513,8 @@ static int set_file(shoal_cgroup_t *cg, uint64_t id, unsigned control, int versi
         if (!(cg->h[k].m.controls & control) || cg->h[k].m.version != version)
             continue;
         snprintf(path, sizeof(path), "i%llu/%s", (unsigned long long)id, file);
-        if ((err = write_at(cg->h[k].fd, path, value)) < 0 && !(optional && err == -ENOENT))
+        if ((err = shoal_util_write_at(cg->h[k].fd, path, value)) < 0 &&
+            !(optional && err == -ENOENT))
             return err;
     }
     return 0;

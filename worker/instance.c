@@ -144,27 +144,23 @@ void shoal_inst_fail(shoal_inst_t *inst, const char *kind, const char *fmt, ...)
     shoal_worker_t *w = inst->w;
     char msg[1024];
     va_list ap;
-    int n;
+    size_t n;
 
     if (inst->inv.kind == SHOAL_INV_NONE)
         return;
     va_start(ap, fmt);
-    n = vsnprintf(msg, sizeof(msg), fmt, ap);
+    n = shoal_util_vfmt(msg, sizeof(msg), fmt, ap);
     va_end(ap);
-    if (n < 0)
-        n = 0;
-    if ((size_t)n >= sizeof(msg))
-        n = sizeof(msg) - 1;
     uv_timer_stop(&inst->timer);
     if (inst->inv.kind == SHOAL_INV_GROUP) {
-        shoal_group_rank_failed(inst, kind, msg, (size_t)n);
+        shoal_group_rank_failed(inst, kind, msg, n);
     } else if (inst->inv.kind == SHOAL_INV_REMOTE) {
         if (w->conn != NULL && w->conn->up && inst->inv.conn_gen == w->conn_gen)
-            shoal_worker_send_result(w, inst, 0, kind, msg, (size_t)n, 0, NULL, 0, 0);
+            shoal_worker_send_result(w, inst, 0, kind, msg, n, 0, NULL, 0, 0);
     } else {
         shoal_inst_t *caller = shoal_inst_by_uid(w, inst->inv.caller_uid);
         if (caller != NULL && caller->calling && caller->call_seq == inst->inv.caller_seq)
-            shoal_inst_call_done(caller, shoal_kind_errno(kind), msg, (size_t)n, 0);
+            shoal_inst_call_done(caller, shoal_kind_errno(kind), msg, n, 0);
     }
     memset(&inst->inv, 0, sizeof(inst->inv));
 }

@@ -193,16 +193,12 @@ static void send_error_result(shoal_worker_t *w, uint32_t id, const char *kind, 
 {
     char msg[512];
     va_list ap;
-    int n;
+    size_t n;
 
     va_start(ap, fmt);
-    n = vsnprintf(msg, sizeof(msg), fmt, ap);
+    n = shoal_util_vfmt(msg, sizeof(msg), fmt, ap);
     va_end(ap);
-    if (n < 0)
-        n = 0;
-    if ((size_t)n >= sizeof(msg))
-        n = sizeof(msg) - 1;
-    shoal_worker_send_failure(w, id, kind, msg, (size_t)n, 0);
+    shoal_worker_send_failure(w, id, kind, msg, n, 0);
 }
 
 int shoal_worker_send_call(shoal_worker_t *w, shoal_inst_t *caller, const char *function,
