@@ -304,7 +304,9 @@ static void handle_one(shoal_evhttp_t *eh, h2o_req_t *req, const char *seg, size
     if (headers != NULL) {
         json_t *h = json_loads(headers, 0, NULL);
         json_t *ct = h ? json_object_get(h, "content-type") : NULL;
-        if (json_is_string(ct)) {
+        /* Stored headers came from the function: check them as the synchronous path does. */
+        if (json_is_string(ct) &&
+            shoal_reply_value_allowed(json_string_value(ct), strlen(json_string_value(ct)))) {
             has_ctype = 1;
             h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL,
                            h2o_strdup(&req->pool, json_string_value(ct), SIZE_MAX).base,

@@ -31,7 +31,6 @@
 #define META_HEADER_BYTES_MAX 8192
 /* Bounds on the headers a function may set. */
 #define RES_HEADERS_MAX 64
-#define RES_HEADER_VALUE_MAX 8192
 #define RES_HEADER_NAME_MAX 256
 
 struct shoal_http {
@@ -533,16 +532,6 @@ static int header_allowed(const char *n, size_t len)
     return 1;
 }
 
-static int value_allowed(const char *v, size_t len)
-{
-    if (len > RES_HEADER_VALUE_MAX)
-        return 0;
-    for (size_t i = 0; i < len; i++)
-        if (v[i] == '\r' || v[i] == '\n' || v[i] == '\0')
-            return 0;
-    return 1;
-}
-
 static void send_output(h2o_req_t *req, const char *id, const shoal_inv_result_t *res)
 {
     int has_ctype = 0, count = 0;
@@ -564,7 +553,7 @@ static void send_output(h2o_req_t *req, const char *id, const shoal_inv_result_t
             for (size_t i = 0; i < klen; i++)
                 name[i] = h2o_tolower(key[i]);
             name[klen] = '\0';
-            if (!header_allowed(name, klen) || !value_allowed(v, vlen))
+            if (!header_allowed(name, klen) || !shoal_reply_value_allowed(v, vlen))
                 continue;
             if (klen == 12 && memcmp(name, "content-type", 12) == 0)
                 has_ctype = 1;

@@ -76,3 +76,13 @@ void shoal_reply_json(h2o_req_t *req, int status, const shoal_json_t *j)
     }
     shoal_reply_send(req, status, H2O_STRLIT("application/json"), j->buf, j->len);
 }
+
+int shoal_reply_value_allowed(const char *v, size_t len)
+{
+    if (len > SHOAL_REPLY_HEADER_VALUE_MAX)
+        return 0;
+    for (size_t i = 0; i < len; i++)
+        if (v[i] == '\r' || v[i] == '\n' || v[i] == '\0')
+            return 0;
+    return 1;
+}

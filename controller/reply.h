@@ -23,4 +23,11 @@ void shoal_reply_send(h2o_req_t *req, int status, const char *ctype, size_t ctyp
  * (its contents would be truncated JSON). */
 void shoal_reply_json(h2o_req_t *req, int status, const shoal_json_t *j);
 
+/* Longest response header value a function may set. */
+#define SHOAL_REPLY_HEADER_VALUE_MAX 8192
+
+/* Whether len bytes at v may be sent as a header value that came from a function: bounded, and
+ * free of CR, LF and NUL, which would let it split the response. */
+int shoal_reply_value_allowed(const char *v, size_t len);
+
 #endif

@@ -418,6 +418,10 @@ int shoal_channel_decode_up(const shoal_channel_layout_t *lay, uint16_t type, co
         if (!range_ok(c->in_off, c->in_len, lay->call_cap) ||
             !range_ok(c->out_off, c->out_cap, lay->call_cap))
             return -EPROTO;
+        /* The runtime never sends more than a body's worth; a larger input would exceed the
+         * controller's frame limit if the call were forwarded, and cost the worker its link. */
+        if (c->in_len > lay->body_max)
+            return -EPROTO;
         /* The result may not overwrite the input the worker still reads. */
         if (c->in_len > 0 && c->out_cap > 0 && c->out_off < c->in_off + c->in_len &&
             c->in_off < c->out_off + c->out_cap)

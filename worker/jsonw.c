@@ -120,6 +120,11 @@ void shoal_strbuf_json(shoal_strbuf_t *b, const char *s, size_t len)
             esc[1] = (char)u[i];
             shoal_strbuf_append(b, esc, 2);
             i++;
+        } else if (u[i] == 0) {
+            /* JSON parsers refuse \u0000 by default (jansson does): a NUL from a function's
+             * text must not make the controller reject the whole frame. */
+            shoal_strbuf_append(b, "\xef\xbf\xbd", 3);
+            i++;
         } else if (u[i] < 0x20) {
             snprintf(esc, sizeof(esc), "\\u%04x", u[i]);
             shoal_strbuf_append(b, esc, 6);

@@ -322,6 +322,14 @@ static void test_failures_are_reported_and_survived(void **state)
     invoke("moody", NULL, "rc", 2, &r);
     expect_error(&r, 502, "function_error");
     http_resp_free(&r);
+    /* A NUL byte in the message must not cost the worker its link to the controller. */
+    invoke("moody", NULL, "nul", 3, &r);
+    expect_error(&r, 502, "function_error");
+    assert_non_null(strstr(r.body, "nul"));
+    http_resp_free(&r);
+    invoke("moody", NULL, "still", 5, &r);
+    assert_int_equal(r.status, 200);
+    http_resp_free(&r);
 
     const char *stuck[] = {"hang", "spin"};
     for (int i = 0; i < 2; i++) {

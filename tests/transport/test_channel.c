@@ -248,6 +248,17 @@ static void test_decode_up(void **state)
     bc.out_cap = l.call_cap;
     memcpy(buf, &bc, sizeof(bc));
     assert_int_equal(shoal_channel_decode_up(&l, SHOAL_MSG_CALL, buf, sizeof(c) + 4, &m), -EPROTO);
+    /* An input larger than a body fits the call area but could never be forwarded. */
+    bc = c;
+    bc.in_off = 0;
+    bc.in_len = l.body_max + 1;
+    bc.out_off = l.call_cap - 16;
+    bc.out_cap = 16;
+    memcpy(buf, &bc, sizeof(bc));
+    assert_int_equal(shoal_channel_decode_up(&l, SHOAL_MSG_CALL, buf, sizeof(c) + 4, &m), -EPROTO);
+    bc.in_len = l.body_max;
+    memcpy(buf, &bc, sizeof(bc));
+    assert_int_equal(shoal_channel_decode_up(&l, SHOAL_MSG_CALL, buf, sizeof(c) + 4, &m), 0);
     /* LOG bounds. */
     assert_int_equal(shoal_channel_decode_up(&l, SHOAL_MSG_LOG, buf, 4, &m), -EPROTO);
     assert_int_equal(
