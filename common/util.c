@@ -57,8 +57,12 @@ int shoal_util_write_at(int dirfd, const char *path, const char *s)
 
     if (fd < 0)
         return -errno;
-    /* One write, not write_all: a kernel file takes the whole value or rejects it. */
-    if ((n = write(fd, s, len)) < 0)
+    /* One write, not write_all: a kernel file takes the whole value or rejects it. It may give
+     * up with EINTR when a signal is pending (a cgroup v1 memory limit reclaims first, and a
+     * worker gets SIGCHLD all the time), so that one is retried. */
+    while ((n = write(fd, s, len)) < 0 && errno == EINTR)
+        ;
+    if (n < 0)
         err = -errno;
     else if ((size_t)n != len)
         err = -EIO;

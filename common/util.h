@@ -25,7 +25,7 @@ int shoal_util_read_all(int fd, void *buf, size_t len);
 
 /* Writes the string s to path, relative to dirfd (AT_FDCWD or a directory fd), in one write(2):
  * for existing kernel files (/proc, cgroupfs) that take a value per write and must not be
- * created or truncated. 0, -errno, or -EIO on a short write. */
+ * created or truncated; EINTR is retried. 0, -errno, or -EIO on a short write. */
 int shoal_util_write_at(int dirfd, const char *path, const char *s);
 
 /* Reads a whole file into a malloc'd buffer (NUL-terminated for convenience) of at most max
