@@ -22,20 +22,6 @@
 
 #include "runtime.h"
 
-static size_t dtype_size(shoal_dtype type)
-{
-    switch (type) {
-    case SHOAL_INT32:
-    case SHOAL_FLOAT:
-        return 4;
-    case SHOAL_INT64:
-    case SHOAL_UINT64:
-    case SHOAL_DOUBLE:
-        return 8;
-    }
-    return 0;
-}
-
 static int op_valid(shoal_op op)
 {
     return op == SHOAL_SUM || op == SHOAL_PROD || op == SHOAL_MIN || op == SHOAL_MAX;
@@ -155,7 +141,7 @@ int shoal_gather(shoal_ctx *ctx, int root, const void *data, size_t len, shoal_b
 int shoal_reduce(shoal_ctx *ctx, int root, const void *in, void *out, size_t count,
                  shoal_dtype type, shoal_op op)
 {
-    size_t size = dtype_size(type);
+    size_t size = shoal_coll_dtype_size((int)type);
 
     if (ctx->coll != NULL)
         return shoal_coll_reduce(ctx->coll, root, in, out, count, type, op);

@@ -275,6 +275,17 @@ static int bufs_valid(const shoal_buf *b, int n)
     return 1;
 }
 
+/* Unmaps the arena and frees the handle: the end of both a failed create and a destroy. */
+static void release(shoal_coll_t *c)
+{
+    shoal_arena_destroy(c->arena);
+    free(c->seen);
+    free(c->heads);
+    free(c->tails);
+    free(c->src);
+    free(c);
+}
+
 int shoal_coll_create(shoal_coll_t **out, int fd, int rank, int nranks, uint64_t deadline_ns)
 {
     shoal_coll_t *c;
@@ -303,12 +314,7 @@ int shoal_coll_create(shoal_coll_t **out, int fd, int rank, int nranks, uint64_t
     *out = c;
     return 0;
 fail:
-    shoal_arena_destroy(c->arena);
-    free(c->seen);
-    free(c->heads);
-    free(c->tails);
-    free(c->src);
-    free(c);
+    release(c);
     return err;
 }
 
@@ -330,12 +336,7 @@ void shoal_coll_destroy(shoal_coll_t *c)
         shoal_arena_ring(&ctl(c, p)->inbox, &ctl(c, p)->inbox_waiters);
         shoal_arena_ring(&ctl(c, p)->space, &ctl(c, p)->space_waiters);
     }
-    shoal_arena_destroy(c->arena);
-    free(c->seen);
-    free(c->heads);
-    free(c->tails);
-    free(c->src);
-    free(c);
+    release(c);
 }
 
 int shoal_coll_rank(const shoal_coll_t *c)
@@ -499,7 +500,7 @@ int shoal_coll_shuffle(shoal_coll_t *c, const shoal_buf *send, shoal_buf *recv)
 
 /* ---- reduce ---- */
 
-static size_t dtype_size(unsigned type)
+size_t shoal_coll_dtype_size(int type)
 {
     switch (type) {
     case SHOAL_INT32:
@@ -614,7 +615,7 @@ static int reduce(shoal_coll_t *c, unsigned kind, int root, const void *in, void
                   shoal_dtype type, shoal_op op)
 {
     shoal_arena_slot want = {.kind = kind, .root = root, .count = count}, got;
-    size_t esz = dtype_size((unsigned)type), lo, hi;
+    size_t esz = shoal_coll_dtype_size((int)type), lo, hi;
     int wants_result = kind == SHOAL_COLL_ALLREDUCE || c->rank == root;
     uint64_t len;
     int r;

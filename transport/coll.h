@@ -88,6 +88,9 @@ int shoal_coll_create(shoal_coll_t **out, int fd, int rank, int nranks, uint64_t
  * this rank received becomes invalid. NULL is a no-op. */
 void shoal_coll_destroy(shoal_coll_t *c);
 
+/* Bytes per element of a shoal_dtype; 0 for a value that is none. Pure; any thread. */
+size_t shoal_coll_dtype_size(int type);
+
 int shoal_coll_rank(const shoal_coll_t *c);
 int shoal_coll_size(const shoal_coll_t *c);
 /* The rank's mapping of the arena (e.g. for shoal_arena_abort when the function fails). */
