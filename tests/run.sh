@@ -36,7 +36,15 @@ run_one() {
         grep -B2 -A8 -E 'FAILED|error:|Failure' "$log" | head -60 | sed 's/^/   | /'
     fi
     passed=$((passed + p)) failed=$((failed + f)) skipped=$((skipped + s))
-    [ "$f" -ne 0 ] && failed_names="$failed_names $name"
+    if [ "$f" -ne 0 ]; then
+        failed_names="$failed_names $name"
+        # CI shows only the tail of the run: keep the first few lines that say why, for the end.
+        {
+            echo "-- $name (exit $rc):"
+            grep -m 6 -E '\[  (ERROR|FAILED) +\]|[Ff]ailure|error:|harness:|ERROR: |runtime error' "$log" |
+                grep -v '^\[  FAILED  \] [0-9]* test' | cut -c1-200
+        } >>"$logdir/why"
+    fi
     return 0
 }
 
@@ -50,6 +58,10 @@ for kind in common transport controller worker runtime cli video e2e; do
 done
 
 echo
+if [ -s "$logdir/why" ]; then
+    echo "why they failed (first lines; whole logs in $logdir):"
+    head -18 "$logdir/why" | sed 's/^/  /'
+fi
 echo "logs: $logdir   time: $(( $(date +%s) - start ))s"
 [ -n "$failed_names" ] && echo "failed programs:$failed_names"
 echo "tests: $passed passed, $failed failed, $skipped skipped"

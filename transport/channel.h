@@ -108,9 +108,12 @@ enum {
     SHOAL_MSG_INVOKE = 1,    /* down: shoal_msg_invoke_t; meta blob in the meta area, input in
                                 the input area */
     SHOAL_MSG_CALL_DONE = 2, /* down: shoal_msg_call_done_t + error text */
+    SHOAL_MSG_XDONE = 3,     /* down: shoal_msg_xdone_t, the answer to an XSEND or XRECV */
     SHOAL_MSG_DONE = 16,     /* up: shoal_msg_done_t + error text + headers blob */
     SHOAL_MSG_LOG = 17,      /* up: shoal_msg_log_t + text */
     SHOAL_MSG_CALL = 18,     /* up: shoal_msg_call_t + function name */
+    SHOAL_MSG_XSEND = 19,    /* up: shoal_msg_xfer_t: send arena bytes to another node */
+    SHOAL_MSG_XRECV = 20,    /* up: shoal_msg_xfer_t: take the bytes another node sent */
 };
 
 /* The invocation runs as one rank of a group: a SHOAL_CTL_GROUP message with the group's arena
@@ -164,6 +167,40 @@ typedef struct {
                                   of N ranks, the result being rank 0's output */
 } shoal_msg_call_t;
 
+/*
+ * Cross-node transfers (issue 3): a rank of a group spread over several nodes asks its worker to
+ * move bytes of its node's arena to the arena of another node of the same group. Functions get no
+ * sockets; the worker does the network I/O (io_uring) on their behalf.
+ *
+ * XSEND: the bytes at [off, off + len) of this node's arena (offsets from the start of the memfd,
+ * inside the data area) go to node `node` (an index into the group's node list, never this
+ * node), labelled with tag. The rank must not write them afterwards (arena data is never reused
+ * within a group anyway). The worker answers XDONE (same xseq) once they are on their way or
+ * failed; err -EPIPE/-ECONNRESET when the peer node is unreachable.
+ * XRECV: the next bytes node `node` sent this group with this tag. The worker places them in this
+ * node's arena (space from the arena's bump allocator) and answers XDONE with off and len, at
+ * once if they arrived already. off/len of the request are ignored.
+ * Tags are chosen by the runtime; a (source node, destination node, tag) triple is used once per
+ * group, so the worker matches by exact equality and keeps arrivals nobody asked for yet.
+ * If the group fails (a rank on any node crashed, timed out or the deadline passed) the worker
+ * aborts the arena (transport/arena.h), which wakes the rank; pending transfers then answer
+ * XDONE with -ECONNABORTED.
+ */
+typedef struct {
+    uint64_t xseq; /* per instance, echoed in XDONE */
+    uint64_t tag;
+    uint64_t off, len;
+    uint32_t node;
+    uint32_t pad;
+} shoal_msg_xfer_t;
+
+typedef struct {
+    uint64_t xseq;
+    int32_t err; /* 0 or -errno */
+    uint32_t pad;
+    uint64_t off, len; /* XRECV: where the bytes now lie in the arena */
+} shoal_msg_xdone_t;
+
 /* A decoded up-ring record; pointers point into the decoded payload. */
 typedef struct {
     uint16_t type;
@@ -182,6 +219,7 @@ typedef struct {
             shoal_msg_call_t m;
             char name[SHOAL_CHANNEL_NAME_MAX + 1];
         } call;
+        shoal_msg_xfer_t xfer; /* XSEND, XRECV */
     } u;
 } shoal_up_msg_t;
 
@@ -237,14 +275,30 @@ typedef struct {
     uint32_t msg_len; /* error text that follows */
 } shoal_ctl_ready_t;
 
+/* shoal_ctl_group_t.flags */
+#define SHOAL_GROUP_REDIS                                                                          \
+    1u /* collectives go through Redis (the object-store baseline): a                              \
+          second fd, a socket connected to the Redis server, follows the                           \
+          arena's */
+
 typedef struct {
     uint32_t magic;
     uint32_t type;
     uint64_t seq;         /* the seq of the INVOKE record this belongs to */
-    int32_t rank;         /* this instance's rank, 0..size-1 */
+    int32_t rank;         /* this instance's rank in the arena, 0..size-1 */
     int32_t size;         /* ranks in the arena (1..SHOAL_ARENA_MAX_RANKS) */
     uint64_t deadline_ns; /* absolute CLOCK_MONOTONIC: the rank's own bound on every wait (the
                              copy in the arena could be overwritten by a peer) */
+    uint32_t flags;       /* SHOAL_GROUP_* */
+    /* The whole group, over all nodes. On a group that lives on one node: grank = rank,
+     * gsize = size, nnodes = 1, node = 0. Otherwise node_of follows the struct: gsize uint16_t,
+     * the node index (0..nnodes-1) of every global rank; the arena's ranks are this node's global
+     * ranks in increasing order. */
+    int32_t grank, gsize;
+    uint32_t nnodes;   /* nodes the group spans (1..SHOAL_CHANNEL_GROUP_MAX) */
+    uint32_t node;     /* this node's index */
+    uint64_t group_id; /* the same on every node and rank of the group */
+    uint32_t pad;
 } shoal_ctl_group_t;
 
 /*

@@ -348,6 +348,9 @@ int shoal_group_start_rank(shoal_inst_t *inst, uint64_t seq)
     m.rank = inst->rank;
     m.size = g->size;
     m.deadline_ns = g->deadline_ns;
+    m.grank = inst->rank;
+    m.gsize = g->size;
+    m.nnodes = 1;
     fd = shoal_arena_fd(g->arena);
     if ((err = shoal_proc_send_fds(inst->ctl_fd, &m, sizeof(m), &fd, 1)) < 0)
         return err;

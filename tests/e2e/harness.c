@@ -24,7 +24,7 @@
 #include <time.h>
 #include <unistd.h>
 
-static int free_port(void)
+int cluster_free_port(void)
 {
     struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
     socklen_t alen = sizeof(a);
@@ -151,9 +151,9 @@ int cluster_start(cluster_t *c, int nworkers, const char *worker_args)
     snprintf(c->home, sizeof(c->home), "/tmp/shoal-e2e.XXXXXX");
     if (mkdtemp(c->home) == NULL)
         return -1;
-    c->http_port = free_port();
+    c->http_port = cluster_free_port();
     do
-        c->worker_port = free_port();
+        c->worker_port = cluster_free_port();
     while (c->worker_port == c->http_port);
     snprintf(c->url, sizeof(c->url), "http://127.0.0.1:%d", c->http_port);
     c->nworkers = nworkers;

@@ -38,6 +38,8 @@ typedef struct {
 
 /* Starts a controller and nworkers workers and waits until all workers are registered.
  * Returns 0 or -1 (with the reason printed). */
+/* A loopback TCP port that was free a moment ago (bind to port 0, then close). */
+int cluster_free_port(void);
 int cluster_start(cluster_t *c, int nworkers, const char *worker_args);
 /* Sends sig to every process, waits for them, and removes the home. Returns 0 when every process
  * exited 0 (a sanitizer's leak report makes that fail), -1 otherwise. */

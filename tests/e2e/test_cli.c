@@ -112,10 +112,36 @@ static void test_commands(void **state)
     assert_int_equal(shoal("--help"), 0);
 }
 
+static pid_t up_pid;
+static int up_ok;
+
+/* After test_up: if it failed, stop its `shoal up` and show why from its log. */
+static int up_teardown(void **state)
+{
+    char log[400], line[512];
+    FILE *f;
+    (void)state;
+
+    if (up_ok)
+        return 0;
+    if (up_pid > 0) {
+        kill(up_pid, SIGTERM);
+        waitpid(up_pid, NULL, 0);
+    }
+    snprintf(log, sizeof(log), "%s/up.log", C.home);
+    if ((f = fopen(log, "r")) != NULL) {
+        fprintf(stderr, "harness: shoal up's log:\n");
+        while (fgets(line, sizeof(line), f) != NULL)
+            fprintf(stderr, "harness: | %s", line);
+        fclose(f);
+    }
+    return 0;
+}
+
 /* `shoal up` runs a controller and a worker, and Ctrl-C stops both cleanly. */
 static void test_up(void **state)
 {
-    char listen[64], home[300], bin[300];
+    char listen[64], wlisten[64], home[300], bin[300];
     cluster_t U;
     pid_t up;
     int st;
@@ -123,9 +149,14 @@ static void test_up(void **state)
 
     memset(&U, 0, sizeof(U));
     snprintf(U.build, sizeof(U.build), "%s", C.build);
-    U.http_port = C.http_port + 17;
+    /* Two fresh ports: shoal up's worker port is the next one unless --worker-listen says. */
+    U.http_port = cluster_free_port();
+    do
+        U.worker_port = cluster_free_port();
+    while (U.worker_port == U.http_port);
     snprintf(U.url, sizeof(U.url), "http://127.0.0.1:%d", U.http_port);
     snprintf(listen, sizeof(listen), "127.0.0.1:%d", U.http_port);
+    snprintf(wlisten, sizeof(wlisten), "127.0.0.1:%d", U.worker_port);
     snprintf(home, sizeof(home), "%s/up-home", C.home);
     snprintf(bin, sizeof(bin), "%s/shoal", C.build);
     if ((up = fork()) == 0) {
@@ -133,9 +164,11 @@ static void test_up(void **state)
         snprintf(log, sizeof(log), "%s/up.log", C.home);
         if (freopen(log, "w", stderr) == NULL || freopen(log, "a", stdout) == NULL)
             _exit(126);
-        execl(bin, bin, "up", "--listen", listen, "--home", home, (char *)NULL);
+        execl(bin, bin, "up", "--listen", listen, "--worker-listen", wlisten, "--home", home,
+              (char *)NULL);
         _exit(127);
     }
+    up_pid = up;
     assert_int_equal(cluster_wait_workers(&U, 1, 15000), 0);
     char so[400];
     snprintf(so, sizeof(so), "%s/examples/hello.so", C.build);
@@ -147,16 +180,20 @@ static void test_up(void **state)
     http_resp_free(&r);
     kill(up, SIGINT);
     assert_int_equal(waitpid(up, &st, 0), up);
+    up_pid = 0;
+    if (!WIFEXITED(st) || WEXITSTATUS(st) != 0)
+        fprintf(stderr, "harness: shoal up ended with wait status %d\n", st);
     assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
     /* The platform is gone with it. */
     assert_int_not_equal(http_request(&U, "GET", "/healthz", NULL, 0, NULL, &r), 0);
+    up_ok = 1;
 }
 
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_commands),
-        cmocka_unit_test(test_up),
+        cmocka_unit_test_teardown(test_up, up_teardown),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
