@@ -4,6 +4,7 @@
 #   make run                     install missing packages, build, start the platform (shoal up)
 #   make test                    install missing packages, build, run every test, print a summary
 #   make bench                   run the benchmarks (results under bench/results/)
+#   make demo                    encode real footage with the video pipeline (out/video/)
 #   make SANITIZE=address,undefined [test]   the same tree with sanitizers, in build-san/
 #   make CC=clang                any C11 compiler; warnings are errors
 #
@@ -45,7 +46,10 @@ EXAMPLE_SOS := $(foreach e,$(EXAMPLES),$(if $(wildcard examples/$(e)/$(e).c),$(B
 
 TEST_SRC := $(wildcard tests/*/test_*.c)
 TEST_BINS := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
-TEST_SUPPORT_SRC := $(filter-out $(wildcard tests/e2e/test_*.c),$(wildcard tests/e2e/*.c))
+# tests/e2e/fn_<name>.c are functions the e2e tests deploy: BUILD/tests/e2e/fn_<name>.so.
+TEST_FN_SRC := $(wildcard tests/e2e/fn_*.c)
+TEST_FN_SOS := $(TEST_FN_SRC:%.c=$(BUILD)/%.so)
+TEST_SUPPORT_SRC := $(filter-out $(wildcard tests/e2e/test_*.c) $(TEST_FN_SRC),$(wildcard tests/e2e/*.c))
 TEST_SUPPORT_OBJ := $(TEST_SUPPORT_SRC:%.c=$(BUILD)/obj/%.o)
 
 BENCH_SRC := $(wildcard bench/*/*.c)
@@ -54,8 +58,8 @@ BENCH_BINS := $(BENCH_SRC:%.c=$(BUILD)/%)
 BENCH_FN_SRC := $(wildcard bench/*/fn/*.c)
 BENCH_FN_SOS := $(BENCH_FN_SRC:%.c=$(BUILD)/%.so)
 
-.PHONY: all deps run test bench clean format fuzz
-all: $(BINS) $(EXAMPLE_SOS) $(TEST_BINS) $(BENCH_BINS) $(BENCH_FN_SOS)
+.PHONY: all deps run test bench clean format fuzz demo
+all: $(BINS) $(EXAMPLE_SOS) $(TEST_BINS) $(BENCH_BINS) $(BENCH_FN_SOS) $(TEST_FN_SOS)
 
 deps:
 	@scripts/install-deps.sh
@@ -71,6 +75,11 @@ test: deps
 bench: deps
 	@$(MAKE) --no-print-directory all
 	@bench/run.sh $(BUILD)
+
+# The video pipeline on real footage: renditions in out/video/ and a table (scripts/demo.sh).
+demo: deps
+	@$(MAKE) --no-print-directory all
+	@scripts/demo.sh $(BUILD)
 
 clean:
 	rm -rf build build-san build-clang build-fuzz
@@ -128,6 +137,10 @@ $(BUILD)/bench/%.so: bench/%.c include/shoal.h
 	@mkdir -p $(dir $@)
 	$(CC) -std=c11 -D_GNU_SOURCE -O2 -Wall -Wextra -Werror -shared -fPIC -Iinclude $< -o $@
 
+$(BUILD)/tests/e2e/fn_%.so: tests/e2e/fn_%.c include/shoal.h
+	@mkdir -p $(dir $@)
+	$(CC) -std=c11 -D_GNU_SOURCE -O2 -Wall -Wextra -Werror -shared -fPIC -Iinclude $< -o $@
+
 # Unit tests link their module's library; end-to-end tests link the e2e harness.
 test_deps = $(if $(filter e2e,$(1)),$(TEST_SUPPORT_OBJ),$(if $(filter common transport,$(1)),,$(BUILD)/lib$(1).a))
 define test_rule
@@ -166,6 +179,10 @@ $(BUILD)/bench/video/baseline: bench/video/baseline.c $(BUILD)/libvideo.a
 
 $(BUILD)/tests/video/%: CFLAGS_ALL += $(VIDEO_CFLAGS)
 $(BUILD)/tests/video/%: LIBS_ALL += $(VIDEO_LIBS)
+# The end-to-end video test checks the function's answers with the example's decoder and PSNR.
+$(BUILD)/tests/e2e/test_video: $(BUILD)/libvideo.a
+$(BUILD)/tests/e2e/test_video: CFLAGS_ALL += $(VIDEO_CFLAGS)
+$(BUILD)/tests/e2e/test_video: LIBS_ALL += $(BUILD)/libvideo.a $(VIDEO_LIBS)
 
 all: $(BUILD)/examples/video-abr.so
 
@@ -183,6 +200,10 @@ FUZZ_LINK_ring := transport/ring.c transport/channel.c transport/arena.c common/
 FUZZ_LIBS_ring := -lcrypto
 FUZZ_LINK_query := controller/api.c controller/json.c common/util.c common/trace.c
 FUZZ_LIBS_query := -lcrypto
+FUZZ_LINK_peer := worker/peer.c transport/arena.c common/secret.c common/util.c common/trace.c
+FUZZ_LIBS_peer := -luring -luv -lcrypto
+FUZZ_LINK_hcoll := transport/hcoll.c transport/coll.c transport/arena.c common/util.c common/trace.c
+FUZZ_LIBS_hcoll := -lcrypto
 
 fuzz: deps
 	@$(MAKE) --no-print-directory $(FUZZ_TARGETS:%=$(FUZZ_BUILD)/fuzz_%)

@@ -15,6 +15,20 @@ cleanup() {
 }
 trap cleanup EXIT
 
+# Authentication (docs/security.md). The controllers and workers a benchmark starts share an API
+# token and a cluster key made here and passed through the environment (a controller takes
+# SHOAL_TOKEN and SHOAL_CLUSTER_KEY, a worker SHOAL_CLUSTER_KEY), so start commands need no
+# flags. Every curl sends the token (a .curlrc in WORK, found through CURL_HOME); wrk needs
+# -H "$(auth_header)"; C clients read SHOAL_TOKEN.
+random_hex() { head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n'; }
+export SHOAL_TOKEN=${SHOAL_TOKEN:-$(random_hex)}
+export SHOAL_CLUSTER_KEY=${SHOAL_CLUSTER_KEY:-$(random_hex)}
+# The header line for curl -H or wrk -H.
+auth_header() { printf 'Authorization: Bearer %s' "$SHOAL_TOKEN"; }
+printf 'header = "%s"\n' "$(auth_header)" >"$WORK/.curlrc"
+chmod 600 "$WORK/.curlrc"
+export CURL_HOME="$WORK"
+
 # A TCP port on 127.0.0.1 that nothing listens on right now.
 free_port() {
     local p

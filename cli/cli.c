@@ -3,16 +3,18 @@
  */
 #include "cli.h"
 
+#include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/secret.h"
 #include "fmt.h"
 #include "url.h"
 
 const char shoal_cli_usage[] =
-    "Usage: shoal [--url URL] [-v] COMMAND [ARGS...]\n"
+    "Usage: shoal [--url URL] [--token TOKEN] [--home DIR] [-v] COMMAND [ARGS...]\n"
     "\n"
     "Shoal runs C functions on pre-warmed pools of sandboxed processes.\n"
     "\n"
@@ -31,8 +33,14 @@ const char shoal_cli_usage[] =
     "\n"
     "Options (before or after the command):\n"
     "  --url URL      the API to talk to (default: $SHOAL_URL, else " SHOAL_CLI_DEFAULT_URL ")\n"
+    "  --token TOKEN  the API token (default: $SHOAL_TOKEN, else the file HOME/token)\n"
+    "  --home DIR     the controller's home, where its token is (default ./.shoal)\n"
     "  -v, --verbose  print statuses, invocation ids and whole error messages on stderr\n"
     "  -h, --help     show help\n"
+    "\n"
+    "The API needs a token: it is looked up in --token, then $SHOAL_TOKEN, then HOME/token\n"
+    "(the controller writes it there; `shoal up` prints it). Prefer SHOAL_TOKEN or the file to\n"
+    "--token: a process's arguments are visible to other users.\n"
     "\n"
     "`shoal help COMMAND` or `shoal COMMAND --help` shows a command's options.\n"
     "Exit status: 0 on success, 1 when a request or the server fails, 2 for a usage error.\n";
@@ -110,6 +118,15 @@ int shoal_cli_common(shoal_cli_t *cli, const shoal_cli_cmd_t *cmd, shoal_cli_arg
     case SHOAL_CLI_OPT_VERBOSE:
         cli->verbose = 1;
         return -1;
+    case SHOAL_CLI_OPT_TOKEN:
+        if (!shoal_secret_valid(a->arg, strlen(a->arg)))
+            return shoal_cli_usage_error(cmd->name, "--token: a token is 16..256 characters of "
+                                                    "[A-Za-z0-9-._~+/=]");
+        cli->token_arg = a->arg;
+        return -1;
+    case SHOAL_CLI_OPT_HOME:
+        cli->home_arg = a->arg;
+        return -1;
     case SHOAL_CLI_ARGS_POSITIONAL:
         return shoal_cli_usage_error(cmd->name, "unexpected argument \"%.200s\"", a->arg);
     case SHOAL_CLI_ARGS_ERROR:
@@ -119,11 +136,78 @@ int shoal_cli_common(shoal_cli_t *cli, const shoal_cli_cmd_t *cmd, shoal_cli_arg
     }
 }
 
+/* Finds the token (see shoal_cli_t) and gives it to the HTTP client. A token that cannot be
+ * found is not an error here: the API may not need one (/healthz, a public function), and a
+ * 401 then explains what to do. */
+static int find_token(shoal_cli_t *cli)
+{
+    const char *env = getenv("SHOAL_TOKEN");
+    const char *home = cli->home_arg ? cli->home_arg : SHOAL_CLI_DEFAULT_HOME;
+    char path[1024], token[SHOAL_SECRET_MAX + 1];
+    int err;
+
+    if (cli->token_arg != NULL) {
+        snprintf(cli->token_from, sizeof(cli->token_from), "--token");
+        return shoal_cli_http_set_token(cli->http, cli->token_arg);
+    }
+    if (env != NULL && env[0] != '\0') {
+        snprintf(cli->token_from, sizeof(cli->token_from), "SHOAL_TOKEN");
+        if (shoal_cli_http_set_token(cli->http, env) < 0)
+            return shoal_cli_fail("SHOAL_TOKEN is not a token (16..256 characters of "
+                                  "[A-Za-z0-9-._~+/=])");
+        return 0;
+    }
+    snprintf(path, sizeof(path), "%s/token", home);
+    if ((err = shoal_secret_load(path, token, sizeof(token), NULL)) == 0) {
+        snprintf(cli->token_from, sizeof(cli->token_from), "%s", path);
+        return shoal_cli_http_set_token(cli->http, token);
+    }
+    cli->token_sent = -1;
+    if (err == -ENOENT)
+        snprintf(cli->token_from, sizeof(cli->token_from), "no %s", path);
+    else
+        snprintf(cli->token_from, sizeof(cli->token_from), "%s: %s", path,
+                 err == -EINVAL ? "not a token" : strerror(-err));
+    return 0;
+}
+
 shoal_cli_http_t *shoal_cli_http(shoal_cli_t *cli)
 {
-    if (cli->http == NULL && (cli->http = shoal_cli_http_create(cli->url)) == NULL)
+    if (cli->http != NULL)
+        return cli->http;
+    if ((cli->http = shoal_cli_http_create(cli->url)) == NULL) {
         shoal_cli_fail("cannot start libcurl");
+        return NULL;
+    }
+    if (find_token(cli) != 0) {
+        shoal_cli_http_destroy(cli->http);
+        cli->http = NULL;
+        return NULL;
+    }
+    if (cli->token_sent == 0)
+        cli->token_sent = 1;
     return cli->http;
+}
+
+/* The one line for a 401 or 403: what went wrong and how to give the right token. */
+static int report_auth(const shoal_cli_t *cli, const char *what, long status)
+{
+    const char *home = cli->home_arg ? cli->home_arg : SHOAL_CLI_DEFAULT_HOME;
+
+    if (status == 401 && cli->token_sent != 1)
+        return shoal_cli_fail("%s: 401 unauthorized: no API token (%s); give --token TOKEN, set "
+                              "SHOAL_TOKEN, or point --home at the controller's home (its token "
+                              "file is HOME/token)",
+                              what, cli->token_from);
+    if (status == 401)
+        return shoal_cli_fail("%s: 401 unauthorized: the API token from %s was not accepted; "
+                              "give the controller's token (HOME/token) with --token or "
+                              "SHOAL_TOKEN",
+                              what, cli->token_from);
+    return shoal_cli_fail("%s: 403 forbidden: the API token from %s is not this controller's; "
+                          "give the right one with --token TOKEN, SHOAL_TOKEN, or --home DIR "
+                          "(default %s; the token file is HOME/token)",
+                          what, cli->token_from, home);
 }
 
 int shoal_cli_report(shoal_cli_t *cli, const char *what, const shoal_cli_http_resp_t *resp)
@@ -143,6 +227,9 @@ int shoal_cli_report(shoal_cli_t *cli, const char *what, const shoal_cli_http_re
         }
         free(full);
     }
+    /* The API's own refusal (a function's answer would carry an invocation id). */
+    if ((resp->status == 401 || resp->status == 403) && resp->invocation_id[0] == '\0')
+        return report_auth(cli, what, resp->status);
     shoal_cli_http_error_text(resp->status, resp->body, resp->len, !cli->verbose, line,
                               sizeof(line));
     return shoal_cli_fail("%s: %s", what, line);

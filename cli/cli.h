@@ -15,6 +15,7 @@
 #include "http.h"
 
 #define SHOAL_CLI_DEFAULT_URL "http://127.0.0.1:8080"
+#define SHOAL_CLI_DEFAULT_HOME ".shoal"
 #define SHOAL_CLI_URL_MAX 1024
 
 enum { SHOAL_CLI_EXIT_OK = 0, SHOAL_CLI_EXIT_FAIL = 1, SHOAL_CLI_EXIT_USAGE = 2 };
@@ -24,6 +25,13 @@ typedef struct {
     char url[SHOAL_CLI_URL_MAX]; /* normalised API base URL */
     int verbose;                 /* -v: print statuses, ids and whole error messages on stderr */
     shoal_cli_http_t *http;      /* created by shoal_cli_http on first use */
+    /* The API token (docs/security.md): --token, else $SHOAL_TOKEN, else HOME/token with HOME
+     * from --home (default ./.shoal). Looked up when the HTTP client is created. */
+    const char *token_arg; /* --token, or NULL */
+    const char *home_arg;  /* --home, or NULL */
+    char token_from[1100]; /* where the token came from ("" when none was found), or why the
+                              file could not be used, for the 401/403 messages */
+    int token_sent;
 } shoal_cli_t;
 
 /* One subcommand. */
@@ -60,11 +68,18 @@ int shoal_cli_set_url(shoal_cli_t *cli, const char *url);
 
 /* The options every command accepts (ids beyond any command's own). Put SHOAL_CLI_COMMON_OPTS
  * last in a command's option table and pass unknown ids to shoal_cli_common. */
-enum { SHOAL_CLI_OPT_HELP = 1000, SHOAL_CLI_OPT_URL, SHOAL_CLI_OPT_VERBOSE };
+enum {
+    SHOAL_CLI_OPT_HELP = 1000,
+    SHOAL_CLI_OPT_URL,
+    SHOAL_CLI_OPT_VERBOSE,
+    SHOAL_CLI_OPT_TOKEN,
+    SHOAL_CLI_OPT_HOME
+};
 #define SHOAL_CLI_COMMON_OPTS                                                                      \
     {"help", 'h', 0, SHOAL_CLI_OPT_HELP}, {"url", 0, 1, SHOAL_CLI_OPT_URL},                        \
+        {"verbose", 'v', 0, SHOAL_CLI_OPT_VERBOSE}, {"token", 0, 1, SHOAL_CLI_OPT_TOKEN},          \
     {                                                                                              \
-        "verbose", 'v', 0, SHOAL_CLI_OPT_VERBOSE                                                   \
+        "home", 0, 1, SHOAL_CLI_OPT_HOME                                                           \
     }
 
 /* Handles what a command's parse loop did not: the common options and parse errors. Returns -1

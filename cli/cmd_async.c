@@ -223,6 +223,8 @@ static int publish_run(shoal_cli_t *cli, int argc, char **argv)
 
 #define COMMON_HELP                                                                                \
     "  --url URL      the API (default: $SHOAL_URL, else " SHOAL_CLI_DEFAULT_URL ")\n"             \
+    "  --token TOKEN  the API token (default: $SHOAL_TOKEN, else HOME/token)\n"                    \
+    "  --home DIR     where the token file is: DIR/token (default ./.shoal)\n"                     \
     "  -v, --verbose  print whole error messages\n"                                                \
     "  -h, --help     show this help\n"
 

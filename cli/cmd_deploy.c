@@ -19,7 +19,7 @@
 /* Uploads at least this big get a progress bar (when stderr is a terminal). */
 #define PROGRESS_MIN (1u << 20)
 
-enum { OPT_TIMEOUT = 1, OPT_MEMORY, OPT_MIN_WARM, OPT_MAX_INSTANCES };
+enum { OPT_TIMEOUT = 1, OPT_MEMORY, OPT_MIN_WARM, OPT_MAX_INSTANCES, OPT_PUBLIC, OPT_PRIVATE };
 
 static const struct {
     int id;
@@ -38,6 +38,8 @@ static int deploy_run(shoal_cli_t *cli, int argc, char **argv)
         {"memory-mb", 0, 1, OPT_MEMORY},
         {"min-warm", 0, 1, OPT_MIN_WARM},
         {"max-instances", 0, 1, OPT_MAX_INSTANCES},
+        {"public", 0, 0, OPT_PUBLIC},
+        {"private", 0, 0, OPT_PRIVATE},
         SHOAL_CLI_COMMON_OPTS,
     };
     const shoal_cli_cmd_t *self = &shoal_cli_cmd_deploy;
@@ -74,6 +76,12 @@ static int deploy_run(shoal_cli_t *cli, int argc, char **argv)
                 if (limit_params[i].id == id &&
                     shoal_cli_url_query_add(query, sizeof(query), limit_params[i].query, a.arg) < 0)
                     return shoal_cli_usage_error(self->name, "options too long");
+            continue;
+        case OPT_PUBLIC:
+        case OPT_PRIVATE:
+            if (shoal_cli_url_query_add(query, sizeof(query), "public",
+                                        id == OPT_PUBLIC ? "1" : "0") < 0)
+                return shoal_cli_usage_error(self->name, "options too long");
             continue;
         }
         if ((rc = shoal_cli_common(cli, self, &a, id)) >= 0)
@@ -122,7 +130,7 @@ const shoal_cli_cmd_t shoal_cli_cmd_deploy = {
     "deploy",
     "upload a function: a shared object (.so) or C source",
     "Usage: shoal deploy NAME FILE [--timeout-ms N] [--memory-mb N] [--min-warm N]\n"
-    "                    [--max-instances N]\n"
+    "                    [--max-instances N] [--public | --private]\n"
     "\n"
     "Uploads FILE as function NAME (PUT /v1/functions/NAME). FILE is a shared object that\n"
     "exports shoal_main (cc -shared -fPIC -I include fn.c -o fn.so) or C source, which the\n"
@@ -136,7 +144,11 @@ const shoal_cli_cmd_t shoal_cli_cmd_deploy = {
     "  --memory-mb N      memory limit of one instance, 16..16384 (default 256)\n"
     "  --min-warm N       instances kept warm on each worker, 0..64 (default 0)\n"
     "  --max-instances N  concurrent instances on each worker, 1..1024 (default 64)\n"
+    "  --public           anyone may invoke it, without the API token (?public=1)\n"
+    "  --private          invoking it needs the token again (the default)\n"
     "  --url URL          the API (default: $SHOAL_URL, else " SHOAL_CLI_DEFAULT_URL ")\n"
+    "  --token TOKEN      the API token (default: $SHOAL_TOKEN, else HOME/token)\n"
+    "  --home DIR         where the token file is: DIR/token (default ./.shoal)\n"
     "  -v, --verbose      print the answer's status and whole error messages on stderr\n"
     "  -h, --help         show this help\n"
     "\n"

@@ -272,6 +272,8 @@ const shoal_cli_cmd_t shoal_cli_cmd_invoke = {
     "      --async               run asynchronously: prints {\"id\":...} once the call is\n"
     "                            stored; see `shoal result ID`\n"
     "  --url URL                 the API (default: $SHOAL_URL, else " SHOAL_CLI_DEFAULT_URL ")\n"
+    "  --token TOKEN             the API token (default: $SHOAL_TOKEN, else HOME/token)\n"
+    "  --home DIR                where the token file is: DIR/token (default ./.shoal)\n"
     "  -v, --verbose             print the status and the Shoal-Invocation-Id on stderr, and\n"
     "                            whole error messages\n"
     "  -h, --help                show this help\n"

@@ -81,6 +81,8 @@ const shoal_cli_cmd_t shoal_cli_cmd_ls = {
     "Options:\n"
     "  --json         print the API's JSON answer instead\n"
     "  --url URL      the API (default: $SHOAL_URL, else " SHOAL_CLI_DEFAULT_URL ")\n"
+    "  --token TOKEN  the API token (default: $SHOAL_TOKEN, else HOME/token)\n"
+    "  --home DIR     where the token file is: DIR/token (default ./.shoal)\n"
     "  -h, --help     show this help\n",
     ls_run,
 };
@@ -99,6 +101,8 @@ const shoal_cli_cmd_t shoal_cli_cmd_workers = {
     "Options:\n"
     "  --json         print the API's JSON answer instead\n"
     "  --url URL      the API (default: $SHOAL_URL, else " SHOAL_CLI_DEFAULT_URL ")\n"
+    "  --token TOKEN  the API token (default: $SHOAL_TOKEN, else HOME/token)\n"
+    "  --home DIR     where the token file is: DIR/token (default ./.shoal)\n"
     "  -h, --help     show this help\n",
     workers_run,
 };

@@ -71,6 +71,8 @@ const shoal_cli_cmd_t shoal_cli_cmd_rm = {
     "\n"
     "Options:\n"
     "  --url URL      the API (default: $SHOAL_URL, else " SHOAL_CLI_DEFAULT_URL ")\n"
+    "  --token TOKEN  the API token (default: $SHOAL_TOKEN, else HOME/token)\n"
+    "  --home DIR     where the token file is: DIR/token (default ./.shoal)\n"
     "  -v, --verbose  print whole error messages\n"
     "  -h, --help     show this help\n",
     rm_run,

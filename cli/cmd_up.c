@@ -1,6 +1,8 @@
 /*
  * cmd_up - `shoal up`: the embedded platform. Runs shoal-controller and one shoal-worker (found
- * beside the shoal binary) as children and supervises them.
+ * beside the shoal binary) as children and supervises them; with --workers N, N workers, each its
+ * own node (its own name, home and peer port), so that groups spread over nodes run on one
+ * machine.
  *
  * Signals: SIGINT, SIGTERM, SIGHUP and SIGCHLD are blocked and taken synchronously with
  * sigtimedwait, so there are no handlers and no races with the loop. The children run in
@@ -22,6 +24,7 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "common/secret.h"
 #include "common/util.h"
 #include "url.h"
 
@@ -29,7 +32,19 @@
 #define STOP_MS 10000
 #define POLL_MS 100
 
-enum { OPT_LISTEN = 1, OPT_HOME, OPT_WORKER_LISTEN, OPT_SLOTS, OPT_NODE };
+enum {
+    OPT_LISTEN = 1,
+    OPT_HOME,
+    OPT_WORKER_LISTEN,
+    OPT_SLOTS,
+    OPT_NODE,
+    OPT_TOKEN,
+    OPT_REDIS,
+    OPT_WORKERS
+};
+
+/* Workers `shoal up --workers N` runs at most. */
+#define UP_WORKERS_MAX 16
 
 typedef struct {
     const char *name; /* "shoal-controller" */
@@ -210,18 +225,25 @@ static int up_run(shoal_cli_t *cli, int argc, char **argv)
         {"worker-listen", 0, 1, OPT_WORKER_LISTEN},
         {"slots", 0, 1, OPT_SLOTS},
         {"node", 0, 1, OPT_NODE},
+        {"token", 0, 1, OPT_TOKEN},
+        {"redis", 0, 1, OPT_REDIS},
+        {"workers", 0, 1, OPT_WORKERS},
         {"help", 'h', 0, SHOAL_CLI_OPT_HELP},
     };
     const shoal_cli_cmd_t *self = &shoal_cli_cmd_up;
     const char *listen = "127.0.0.1:8080", *home = ".shoal", *wlisten = NULL, *slots = NULL;
-    const char *node = "local";
+    const char *node = "local", *redis = NULL;
     char host[256], whost[256], wl[300], wconnect[300], base[320], dir[PATH_MAX];
     char ctl_path[PATH_MAX + 32], wrk_path[PATH_MAX + 32], abs_home[PATH_MAX];
-    char wrk_home[PATH_MAX + 16], err[256];
+    char wrk_home[PATH_MAX + 16], err[256], key_path[PATH_MAX + 16], token_path[PATH_MAX + 16];
+    char token[SHOAL_SECRET_MAX + 1];
     unsigned port, wport;
     shoal_cli_args_t a;
     sigset_t set, old;
-    child_t kids[2] = {{"shoal-controller", 0, 0}, {"shoal-worker", 0, 0}};
+    child_t kids[1 + UP_WORKERS_MAX] = {{"shoal-controller", 0, 0}};
+    char wnames[UP_WORKERS_MAX][SHOAL_NAME_MAX + 1], wlabels[UP_WORKERS_MAX][SHOAL_NAME_MAX + 16];
+    char whomes[UP_WORKERS_MAX][PATH_MAX + 96];
+    unsigned nworkers = 1, nkids;
     int id, rc, sig;
 
     shoal_cli_args_init(&a, argc, argv, opts, sizeof(opts) / sizeof(opts[0]));
@@ -245,6 +267,22 @@ static int up_run(shoal_cli_t *cli, int argc, char **argv)
         case OPT_NODE:
             node = a.arg;
             continue;
+        case OPT_WORKERS:
+            if (shoal_cli_args_u64(a.opt, a.arg, 1, UP_WORKERS_MAX, &v, err, sizeof(err)) < 0)
+                return shoal_cli_usage_error(self->name, "%s", err);
+            nworkers = (unsigned)v;
+            continue;
+        case OPT_REDIS: /* checked by the controller, which says what is wrong with it */
+            redis = a.arg;
+            continue;
+        case OPT_TOKEN:
+            if (!shoal_secret_valid(a.arg, strlen(a.arg)))
+                return shoal_cli_usage_error(self->name, "--token: a token is 16..256 characters "
+                                                         "of [A-Za-z0-9-._~+/=]");
+            /* Handed to the controller through its environment, not its visible arguments. */
+            if (setenv("SHOAL_TOKEN", a.arg, 1) < 0)
+                return shoal_cli_fail("up: %s", strerror(errno));
+            continue;
         }
         if ((rc = shoal_cli_common(cli, self, &a, id)) >= 0)
             return rc;
@@ -261,8 +299,9 @@ static int up_run(shoal_cli_t *cli, int argc, char **argv)
     if (shoal_cli_url_hostport_parse(wlisten, whost, sizeof(whost), &wport) < 0)
         return shoal_cli_usage_error(self->name, "--worker-listen needs ADDR:PORT, not \"%.100s\"",
                                      wlisten);
-    if (!shoal_util_name_valid(node))
-        return shoal_cli_usage_error(self->name, "--node must match [a-z0-9][a-z0-9_-]{0,62}");
+    if (!shoal_util_name_valid(node) || (nworkers > 1 && strlen(node) > SHOAL_NAME_MAX - 2))
+        return shoal_cli_usage_error(self->name, "--node must match [a-z0-9][a-z0-9_-]{0,62}%s",
+                                     nworkers > 1 ? " (at most 61 characters with --workers)" : "");
     shoal_cli_url_hostport_format(shoal_cli_url_connect_host(whost), wport, wconnect,
                                   sizeof(wconnect));
     {
@@ -285,6 +324,23 @@ static int up_run(shoal_cli_t *cli, int argc, char **argv)
     if (realpath(home, abs_home) == NULL)
         return shoal_cli_fail("up: cannot use %s: %s", home, strerror(errno));
     snprintf(wrk_home, sizeof(wrk_home), "%s/worker", abs_home);
+    /* One worker keeps the name and home it always had; several are nodes NAME0..NAME<N-1>, each
+     * with its own home (the peer port is an ephemeral one each picks). */
+    nkids = 1 + nworkers;
+    for (unsigned i = 0; i < nworkers; i++) {
+        if (nworkers == 1)
+            snprintf(wnames[i], sizeof(wnames[i]), "%s", node);
+        else
+            snprintf(wnames[i], sizeof(wnames[i]), "%s%u", node, i);
+        if (nworkers == 1)
+            snprintf(whomes[i], sizeof(whomes[i]), "%s", wrk_home);
+        else
+            snprintf(whomes[i], sizeof(whomes[i]), "%s/worker-%s", abs_home, wnames[i]);
+        snprintf(wlabels[i], sizeof(wlabels[i]), "shoal-worker %s", wnames[i]);
+        kids[1 + i] = (child_t){nworkers == 1 ? "shoal-worker" : wlabels[i], 0, 0};
+    }
+    snprintf(key_path, sizeof(key_path), "%s/cluster.key", abs_home);
+    snprintf(token_path, sizeof(token_path), "%s/token", abs_home);
 
     sigemptyset(&set);
     sigaddset(&set, SIGINT);
@@ -300,29 +356,43 @@ static int up_run(shoal_cli_t *cli, int argc, char **argv)
 
     {
         char *cargv[] = {ctl_path,        "--listen", (char *)listen, "--worker-listen",
-                         (char *)wlisten, "--home",   abs_home,       NULL};
-        char *wargv[] = {
-            wrk_path,     "--controller",           wconnect,      "--home", wrk_home, "--node",
-            (char *)node, slots ? "--slots" : NULL, (char *)slots, NULL};
+                         (char *)wlisten, "--home",   abs_home,       redis ? "--redis" : NULL,
+                         (char *)redis,   NULL};
+        char *wargv[] = {wrk_path,      "--controller",
+                         wconnect,      "--home",
+                         whomes[0],     "--node",
+                         wnames[0],     "--cluster-key-file",
+                         key_path,      slots ? "--slots" : NULL,
+                         (char *)slots, NULL};
         if ((kids[0].pid = spawn(ctl_path, cargv, &old)) < 0) {
             rc = shoal_cli_fail("up: cannot start %s: %s", ctl_path, strerror((int)-kids[0].pid));
             kids[0].pid = 0;
             goto out;
         }
-        if ((kids[1].pid = spawn(wrk_path, wargv, &old)) < 0) {
-            rc = shoal_cli_fail("up: cannot start %s: %s", wrk_path, strerror((int)-kids[1].pid));
-            kids[1].pid = 0;
-            stop(kids, 2, &set);
+        /* The worker starts once the controller answers: by then the controller has written
+         * the cluster key the worker reads at start. */
+        if ((sig = wait_ready(base, kids, 1, &set)) != 0) {
+            stop(kids, 1, &set);
+            rc = sig > 0 ? stopped_cleanly(kids, 1) : SHOAL_CLI_EXIT_FAIL;
             goto out;
+        }
+        for (unsigned i = 0; i < nworkers; i++) {
+            wargv[4] = whomes[i];
+            wargv[6] = wnames[i];
+            if ((kids[1 + i].pid = spawn(wrk_path, wargv, &old)) < 0) {
+                rc = shoal_cli_fail("up: cannot start %s: %s", wrk_path,
+                                    strerror((int)-kids[1 + i].pid));
+                kids[1 + i].pid = 0;
+                stop(kids, nkids, &set);
+                goto out;
+            }
         }
     }
 
-    if ((sig = wait_ready(base, kids, 2, &set)) != 0) {
-        stop(kids, 2, &set);
-        rc = sig > 0 ? stopped_cleanly(kids, 2) : SHOAL_CLI_EXIT_FAIL;
-        goto out;
-    }
     printf("Shoal is up: http://%s  (home %s; Ctrl-C to stop)\n", listen, abs_home);
+    /* Printed once, here; clients (the shoal command) read it from the home by themselves. */
+    if (shoal_secret_load(token_path, token, sizeof(token), NULL) == 0)
+        printf("token: %s (also in %s)\n", token, token_path);
     fflush(stdout);
 
     for (;;) {
@@ -330,18 +400,22 @@ static int up_run(shoal_cli_t *cli, int argc, char **argv)
         char why[128];
 
         sig = wait_signal(&set, 1000);
-        if ((gone = reap(kids, 2)) != NULL) {
-            child_t *other = gone == &kids[0] ? &kids[1] : &kids[0];
-            int was_alive = other->pid > 0;
-            stop(kids, 2, &set);
-            rc = shoal_cli_fail("up: %s %s (see its messages above)%s%s", gone->name,
+        if ((gone = reap(kids, nkids)) != NULL) {
+            int alive = 0;
+            for (unsigned i = 0; i < nkids; i++)
+                alive += kids[i].pid > 0;
+            stop(kids, nkids, &set);
+            rc = shoal_cli_fail("up: %s %s (see its messages above)%s", gone->name,
                                 describe(gone->status, why, sizeof(why)),
-                                was_alive ? "; stopped " : "", was_alive ? other->name : "");
+                                alive == 0         ? ""
+                                : alive > 1        ? "; stopped the others"
+                                : gone == &kids[0] ? "; stopped shoal-worker"
+                                                   : "; stopped shoal-controller");
             break;
         }
         if (sig == SIGINT || sig == SIGTERM || sig == SIGHUP) {
-            stop(kids, 2, &set);
-            rc = stopped_cleanly(kids, 2);
+            stop(kids, nkids, &set);
+            rc = stopped_cleanly(kids, nkids);
             break;
         }
     }
@@ -354,12 +428,18 @@ const shoal_cli_cmd_t shoal_cli_cmd_up = {
     "up",
     "run a controller and a local worker until Ctrl-C",
     "Usage: shoal up [--listen ADDR:PORT] [--home DIR] [--worker-listen ADDR:PORT]\n"
-    "                [--slots N] [--node NAME]\n"
+    "                [--slots N] [--node NAME] [--token TOKEN] [--redis URL]\n"
+    "                [--workers N]\n"
     "\n"
-    "Runs the platform on this machine: shoal-controller and one shoal-worker, both found\n"
-    "beside the shoal binary, with their logs on stderr. Prints \"Shoal is up: URL\" once the\n"
-    "API answers, and runs until Ctrl-C or SIGTERM, which stops both. If either one exits,\n"
-    "the other is stopped and shoal up exits 1.\n"
+    "Runs the platform on this machine: shoal-controller and one shoal-worker (N with\n"
+    "--workers), found beside the shoal binary, with their logs on stderr. Prints \"Shoal is\n"
+    "up: URL\" once the API answers, and runs until Ctrl-C or SIGTERM, which stops them all.\n"
+    "If any one exits, the others are stopped and shoal up exits 1.\n"
+    "\n"
+    "The API needs a token: the controller uses --token or $SHOAL_TOKEN, else DIR/token,\n"
+    "else makes a random one there (mode 0600); shoal up prints it once at start. Other shoal\n"
+    "commands run from the same directory find it in ./.shoal/token by themselves. The worker\n"
+    "authenticates with the cluster key in DIR/cluster.key.\n"
     "\n"
     "Options:\n"
     "  --listen ADDR:PORT         the HTTP API (default 127.0.0.1:8080)\n"
@@ -369,6 +449,15 @@ const shoal_cli_cmd_t shoal_cli_cmd_up = {
     "                             port + 1)\n"
     "  --slots N                  instances the worker runs at once, 1..4096 (default 64)\n"
     "  --node NAME                the worker's node name (default local)\n"
+    "  --workers N                run N workers, 1..16 (default 1), each its own node:\n"
+    "                             NAME0..NAME<N-1> (local0, local1, ...) with homes\n"
+    "                             DIR/worker-NAMEi and peer ports of their own; groups\n"
+    "                             invoked with ?spread=1 place their ranks round-robin over\n"
+    "                             them, so the cross-node path runs on one machine.\n"
+    "                             --slots applies to each\n"
+    "  --token TOKEN              the API token to use (stored in DIR/token)\n"
+    "  --redis URL                the controller's Redis server (redis://HOST:PORT), for\n"
+    "                             groups invoked with ?transport=redis (the baseline)\n"
     "  -h, --help                 show this help\n",
     up_run,
 };

@@ -19,6 +19,7 @@
 #include <strings.h>
 #include <unistd.h>
 
+#include "common/secret.h"
 #include "common/util.h"
 #include "fmt.h"
 
@@ -28,6 +29,7 @@
 
 struct shoal_cli_http {
     CURL *curl;
+    char auth[SHOAL_SECRET_MAX + 32]; /* "Authorization: Bearer ...", or "" */
     char base[URL_MAX];
     char errbuf[CURL_ERROR_SIZE];
 };
@@ -71,6 +73,18 @@ fail:
     free(h);
     curl_global_cleanup();
     return NULL;
+}
+
+int shoal_cli_http_set_token(shoal_cli_http_t *h, const char *token)
+{
+    if (token == NULL || token[0] == '\0') {
+        h->auth[0] = '\0';
+        return 0;
+    }
+    if (!shoal_secret_valid(token, strlen(token)))
+        return -EINVAL;
+    snprintf(h->auth, sizeof(h->auth), "Authorization: Bearer %s", token);
+    return 0;
 }
 
 void shoal_cli_http_destroy(shoal_cli_http_t *h)
@@ -330,6 +344,10 @@ int shoal_cli_http_do(shoal_cli_http_t *h, const shoal_cli_http_req_t *req,
     h->errbuf[0] = '\0';
     if ((size_t)snprintf(url, sizeof(url), "%s%s", h->base, req->path) >= sizeof(url)) {
         snprintf(err, errsize, "URL too long");
+        return SHOAL_CLI_HTTP_FAILED;
+    }
+    if (h->auth[0] != '\0' && (hdrs = curl_slist_append(NULL, h->auth)) == NULL) {
+        snprintf(err, errsize, "out of memory");
         return SHOAL_CLI_HTTP_FAILED;
     }
     for (const char *const *p = req->headers; p != NULL && *p != NULL; p++) {

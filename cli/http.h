@@ -66,6 +66,9 @@ enum {
  * libcurl cannot start. */
 shoal_cli_http_t *shoal_cli_http_create(const char *base_url);
 void shoal_cli_http_destroy(shoal_cli_http_t *h);
+/* Sends "Authorization: Bearer token" with every request from now on (NULL or "": none). The
+ * token must be a well-formed secret (common/secret.h); -EINVAL otherwise. */
+int shoal_cli_http_set_token(shoal_cli_http_t *h, const char *token);
 
 /* Runs one request to completion. On SHOAL_CLI_HTTP_OK resp holds the answer (free it with
  * shoal_cli_http_resp_free); otherwise resp holds nothing and err a one-line reason:

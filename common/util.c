@@ -148,7 +148,10 @@ int shoal_util_write_file_durable(const char *path, const void *data, size_t len
 
     if (snprintf(tmp, sizeof(tmp), "%s.tmp.%d", path, (int)getpid()) >= (int)sizeof(tmp))
         return -ENAMETOOLONG;
-    if ((fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode)) < 0)
+    /* A fresh file, never a leftover of a crash: the leftover's mode could be wider than mode,
+     * and secrets (common/secret.h) must never be readable by others, not even briefly. */
+    unlink(tmp);
+    if ((fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode)) < 0)
         return -errno;
     if ((err = shoal_util_write_all(fd, data, len)) < 0)
         goto fail;

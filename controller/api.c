@@ -33,6 +33,8 @@ static const struct {
     [SHOAL_API_SHUTTING_DOWN] = {"shutting_down", 503},
     [SHOAL_API_TIMEOUT] = {"timeout", 504},
     [SHOAL_API_GROUP_TOO_LARGE] = {"group_too_large", 400},
+    [SHOAL_API_UNAUTHORIZED] = {"unauthorized", 401},
+    [SHOAL_API_FORBIDDEN] = {"forbidden", 403},
 };
 
 const char *shoal_api_err_code(shoal_api_err_t e)
@@ -88,6 +90,10 @@ void shoal_api_fn_json(shoal_json_t *j, const shoal_fn_t *fn, int with_times)
     shoal_json_u64(j, fn->min_warm);
     shoal_json_lit(j, ",\"max_instances\":");
     shoal_json_u64(j, fn->max_instances);
+    if (fn->is_public)
+        shoal_json_lit(j, ",\"public\":true");
+    else
+        shoal_json_lit(j, ",\"public\":false");
     if (with_times) {
         char t[32];
         shoal_api_rfc3339(fn->created_ms, t);
@@ -140,6 +146,9 @@ static int val_is(const shoal_api_param_t *p, const char *v)
 /* Prints at most 40 bytes of untrusted text, so that a message stays one short line. */
 #define SHOWN(p, l) (int)((l) > 40 ? 40 : (l)), (p)
 
+static int parse_bool(const shoal_api_param_t *p, const char *name, int *out, char *err,
+                      size_t errlen);
+
 static int parse_range(const shoal_api_param_t *p, const char *name, uint64_t min, uint64_t max,
                        uint32_t *out, char *err, size_t errlen)
 {
@@ -179,13 +188,25 @@ int shoal_api_parse_deploy_query(const char *q, size_t len, shoal_fn_limits_t *l
     memset(limits, 0, sizeof(*limits));
     while (shoal_api_query_next(q, len, &pos, &p)) {
         size_t i;
+        if (key_is(&p, "public")) {
+            int v;
+            if (limits->set & SHOAL_LIMIT_PUBLIC) {
+                snprintf(err, errlen, "parameter public given more than once");
+                return -EINVAL;
+            }
+            if (parse_bool(&p, "public", &v, err, errlen) < 0)
+                return -EINVAL;
+            limits->is_public = (uint32_t)v;
+            limits->set |= SHOAL_LIMIT_PUBLIC;
+            continue;
+        }
         for (i = 0; i < sizeof(PARAMS) / sizeof(PARAMS[0]); i++)
             if (key_is(&p, PARAMS[i].name))
                 break;
         if (i == sizeof(PARAMS) / sizeof(PARAMS[0])) {
             snprintf(err, errlen,
                      "unknown parameter '%.*s' (known: timeout_ms, memory_mb, min_warm, "
-                     "max_instances, retries)",
+                     "max_instances, retries, public)",
                      SHOWN(p.key, p.key_len));
             return -EINVAL;
         }
@@ -271,20 +292,14 @@ int shoal_api_parse_invoke_query(const char *q, size_t len, shoal_api_invoke_par
             snprintf(out->transport, sizeof(out->transport), "%s", TRANSPORTS[i]);
         }
     }
-    /* Groups run on one node, over the shared-memory transport. The cross-node path (spread,
-     * tcp) and the Redis baseline are later work: say so rather than run something else. */
-    if (strcmp(out->transport, "redis") == 0) {
-        snprintf(err, errlen,
-                 "transport=redis is not implemented yet: the Redis backend needs a "
-                 "controller started with --redis URL");
-        return -ENOTSUP;
-    }
-    if (out->group > 1 && (out->spread || strcmp(out->transport, "tcp") == 0)) {
-        snprintf(err, errlen,
-                 "%s: cross-node groups are not implemented yet (group=%u runs on one "
-                 "node over shared memory without it)",
-                 out->spread ? "spread=true" : "transport=tcp", out->group);
-        return -ENOTSUP;
+    /* spread=true (or transport=tcp) places a group's ranks over the nodes, whose workers move
+     * the data between them over TCP: it contradicts transport=shm (one node's shared memory)
+     * and transport=redis (the baseline, which runs on one node). transport=redis is accepted
+     * here; whether this controller has a Redis server is the caller's to check. */
+    if (out->group > 1 && out->spread &&
+        (strcmp(out->transport, "shm") == 0 || strcmp(out->transport, "redis") == 0)) {
+        snprintf(err, errlen, "spread=true needs transport=tcp or auto, not %s", out->transport);
+        return -EINVAL;
     }
     return 0;
 }

@@ -39,6 +39,8 @@ typedef enum {
     SHOAL_API_SHUTTING_DOWN,      /* 503 */
     SHOAL_API_TIMEOUT,            /* 504 */
     SHOAL_API_GROUP_TOO_LARGE,    /* 400; appended so that the values above keep their numbers */
+    SHOAL_API_UNAUTHORIZED,       /* 401, with WWW-Authenticate: Bearer (auth.h) */
+    SHOAL_API_FORBIDDEN,          /* 403: a wrong token */
     SHOAL_API_ERR_COUNT
 } shoal_api_err_t;
 
@@ -50,7 +52,7 @@ int shoal_api_err_status(shoal_api_err_t e);
 void shoal_api_error_json(shoal_json_t *j, shoal_api_err_t e, const char *msg, size_t len);
 /* Appends a function object. with_times adds "created" and "updated" (HTTP answers do, frames do
  * not). Key order is fixed: name, version, sha256, size, timeout_ms, memory_mb, min_warm,
- * max_instances[, created, updated]. */
+ * max_instances, public[, created, updated]. */
 void shoal_api_fn_json(shoal_json_t *j, const shoal_fn_t *fn, int with_times);
 /* Formats wall-clock milliseconds as RFC 3339 UTC with milliseconds: 2024-05-01T12:00:00.123Z. */
 void shoal_api_rfc3339(uint64_t wall_ms, char out[32]);
@@ -66,7 +68,8 @@ typedef struct {
  * Empty pairs ("a=1&&b=2") are skipped. */
 int shoal_api_query_next(const char *q, size_t len, size_t *pos, shoal_api_param_t *p);
 
-/* Parses a deploy query (timeout_ms, memory_mb, min_warm, max_instances, retries) into limits.
+/* Parses a deploy query (timeout_ms, memory_mb, min_warm, max_instances, retries, public) into
+ * limits.
  * -EINVAL with a message naming the parameter and its range in err for a malformed, out-of-range,
  * repeated or unknown parameter, or min_warm > max_instances when both are given. */
 int shoal_api_parse_deploy_query(const char *q, size_t len, shoal_fn_limits_t *limits, char *err,
@@ -79,11 +82,11 @@ typedef struct {
     int spread;        /* ?spread=1|true: ranks round-robin over the nodes (cross-node) */
     char transport[8]; /* "" or auto|shm|tcp|redis, as given */
 } shoal_api_invoke_params_t;
-/* Parses an invoke query. -EINVAL (message in err) for a malformed or repeated known parameter;
- * -ENOTSUP (message in err) for a valid request this version cannot serve yet:
- * transport=redis (the Redis backend needs a controller started with --redis), and, for a group
- * of more than one rank, spread=true or transport=tcp (cross-node groups). A group of one rank is
- * a plain invocation: spread and transport=tcp mean nothing to it and are accepted. */
+/* Parses an invoke query. -EINVAL (message in err) for a malformed or repeated known parameter,
+ * and for a group of more than one rank with spread=true and transport=shm or redis (spread
+ * groups move data over TCP). transport=tcp means spread=true. transport=redis is accepted (the
+ * caller checks that the controller was started with --redis). A group of one rank is a plain
+ * invocation: spread and transport=tcp mean nothing to it and are accepted. */
 int shoal_api_parse_invoke_query(const char *q, size_t len, shoal_api_invoke_params_t *p, char *err,
                                  size_t errlen);
 

@@ -17,7 +17,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <grp.h>
+#include <sched.h>
 #include <sys/pidfd.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -27,8 +30,7 @@
 
 #include "common/trace.h"
 #include "common/util.h"
-
-extern char **environ;
+#include "common/view.h"
 
 shoal_artifact_kind_t shoal_compile_classify(const void *buf, size_t len)
 {
@@ -139,27 +141,37 @@ static int write_source(const char *path, const void *src, size_t len)
     return err;
 }
 
-/* Builds the compiler's environment: ours minus TMPDIR and the locale, plus our own. */
-static char **child_env(const char *tmpdir_var)
-{
-    size_t n = 0, k = 0;
-    char **env;
+/* The jail of one compile: everything the child needs, computed by the parent (the child of a
+ * multithreaded process must not allocate or take locks). */
+typedef struct {
+    char root[PATH_MAX];    /* <dir>/root: mount points made by the parent, the child's root */
+    char build[PATH_MAX];   /* <dir>/build: source in, shared object and diagnostics out */
+    char include[PATH_MAX]; /* <home>/include, seen as /include */
+    const char *cc_host;    /* an absolute compiler path, bound at /cc; NULL: cc is found in PATH */
+    const char *cc;         /* the compiler's name in the view */
+    uid_t uid;              /* what the compiler runs as */
+    gid_t gid;
+    int privileged; /* the controller is root: the compiler gets SHOAL_COMPILE_UID */
+} jail_t;
 
-    while (environ && environ[n])
-        n++;
-    if ((env = calloc(n + 3, sizeof(*env))) == NULL)
-        return NULL;
-    for (size_t i = 0; i < n; i++) {
-        if (strncmp(environ[i], "TMPDIR=", 7) == 0 || strncmp(environ[i], "LC_", 3) == 0 ||
-            strncmp(environ[i], "LANG=", 5) == 0 || strncmp(environ[i], "LANGUAGE=", 9) == 0)
-            continue;
-        env[k++] = environ[i];
-    }
-    env[k++] = (char *)tmpdir_var;
-    env[k++] = "LC_ALL=C";
-    env[k] = NULL;
-    return env;
-}
+/* What the child reports on its error pipe when it cannot build its jail. */
+typedef struct {
+    int step, err;
+} jail_err_t;
+
+enum { STEP_VIEW = 1, STEP_ENTER, STEP_IDS, STEP_NNP, STEP_FILES };
+
+static const char *const step_names[] = {"?",
+                                         "build its file system view",
+                                         "pivot_root",
+                                         "change its uid",
+                                         "set no_new_privs",
+                                         "open its files"};
+
+/* The compiler's whole environment: the controller's (which may hold SHOAL_TOKEN and other
+ * secrets) never reaches it, so /proc/self/environ or getenv in a plugin learn nothing. */
+static char *const jail_env[] = {"PATH=/usr/local/bin:/usr/bin:/bin", "TMPDIR=/build",
+                                 "HOME=/build", "LC_ALL=C", NULL};
 
 static void set_limit(int res, uint64_t v)
 {
@@ -167,13 +179,68 @@ static void set_limit(int res, uint64_t v)
     setrlimit(res, &rl);
 }
 
-/* Runs in the forked child: only async-signal-safe calls until exec. */
+static void __attribute__((noreturn)) jail_fail(int err_fd, int step, int err)
+{
+    jail_err_t e = {step, err < 0 ? -err : err};
+    if (write(err_fd, &e, sizeof(e)) < 0) {
+        /* nothing more to tell: the exit status says it */
+    }
+    _exit(125);
+}
+
+/* The host paths of the compiler's view: the system's tools and libraries read-only, /dev/null;
+ * no /proc, no /etc but the loader's cache and the alternatives links. */
+static const char *const jail_ro[] = {"/usr",
+                                      "/lib",
+                                      "/lib64",
+                                      "/lib32",
+                                      "/libx32",
+                                      "/bin",
+                                      "/sbin",
+                                      "/etc/alternatives",
+                                      "/etc/ld.so.cache"};
+
+/* Walks the view: with bind 0 the parent creates the mount points under j->root on the host (the
+ * child's fs uid, root's, is not mapped in its user namespace, so it cannot create any); with
+ * bind 1 the child mounts them. Besides jail_ro: <home>/include as /include, the build directory
+ * as /build (read-write, noexec) and an absolute compiler as /cc. */
+static int jail_view(const jail_t *j, int bind)
+{
+    int err;
+    size_t i;
+
+#define STEP(src, dst, fl)                                                                         \
+    if ((err = bind ? shoal_view_bind(j->root, src, dst, fl)                                       \
+                    : shoal_view_point(j->root, src, dst)) < 0)                                    \
+        return err;
+    if (!bind && ((err = shoal_view_mkdir(j->root, "/etc", 0755)) < 0 ||
+                  (err = shoal_view_mkdir(j->root, "/dev", 0755)) < 0))
+        return err;
+    if (bind && (err = shoal_view_stage(j->root, 0)) < 0)
+        return err;
+    for (i = 0; i < sizeof(jail_ro) / sizeof(jail_ro[0]); i++) {
+        STEP(jail_ro[i], NULL, 0)
+    }
+    STEP("/dev/null", NULL, SHOAL_VIEW_DEV)
+    STEP(j->include, "/include", 0)
+    STEP(j->build, "/build", SHOAL_VIEW_RW)
+    if (j->cc_host != NULL) {
+        STEP(j->cc_host, "/cc", 0)
+    }
+#undef STEP
+    return 0;
+}
+
+/* Runs in the cloned child (PID 1 of its namespaces) until exec: syscalls only. Failures to build
+ * the jail go to err_fd and exit 125; a compiler that cannot be run exits 127. */
 static void __attribute__((noreturn))
-child(const shoal_compile_opts_t *o, const char *dir, char *const argv[], char *const envp[])
+child(const shoal_compile_opts_t *o, const jail_t *j, int go_fd, int err_fd, char *const argv[])
 {
     struct sigaction sa;
     sigset_t none;
-    int fd;
+    char go, path[64];
+    int fd, err;
+    ssize_t n;
 
     setpgid(0, 0);
     sigemptyset(&none);
@@ -181,26 +248,162 @@ child(const shoal_compile_opts_t *o, const char *dir, char *const argv[], char *
     memset(&sa, 0, sizeof(sa));
     sa.sa_handler = SIG_DFL;
     sigaction(SIGPIPE, &sa, NULL);
-    if (chdir(dir) < 0)
-        _exit(126);
+    /* Wait for the parent to map our uid and gid. */
+    do
+        n = read(go_fd, &go, 1);
+    while (n < 0 && errno == EINTR);
+    if (n != 1)
+        _exit(125);
+    close(go_fd);
+    if ((err = jail_view(j, 1)) < 0)
+        jail_fail(err_fd, STEP_VIEW, err);
+    if ((err = shoal_view_enter(j->root)) < 0)
+        jail_fail(err_fd, STEP_ENTER, err);
+    if (chdir("/build") < 0)
+        jail_fail(err_fd, STEP_ENTER, errno);
+    /* A root controller's child is still root (kuid 0) until here; it drops root's groups and
+     * becomes the compile uid, losing every capability. An unprivileged controller's child keeps
+     * its uid, whose capabilities in the new user namespace execve clears (the uid is not 0). */
+    if (j->privileged && (setgroups(0, NULL) < 0 || setresgid(j->gid, j->gid, j->gid) < 0 ||
+                          setresuid(j->uid, j->uid, j->uid) < 0))
+        jail_fail(err_fd, STEP_IDS, errno);
+    if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
+        jail_fail(err_fd, STEP_NNP, errno);
     set_limit(RLIMIT_CPU, o->cpu_s ? o->cpu_s : 30);
     set_limit(RLIMIT_AS, o->as_bytes ? o->as_bytes : (2ull << 30));
     set_limit(RLIMIT_FSIZE, o->fsize_bytes ? o->fsize_bytes : (256ull << 20));
     set_limit(RLIMIT_CORE, 0);
-    if ((fd = open("/dev/null", O_RDONLY)) >= 0 && fd != 0) {
+    if ((fd = open("/dev/null", O_RDONLY)) < 0)
+        jail_fail(err_fd, STEP_FILES, errno);
+    if (fd != 0) {
         dup2(fd, 0);
         close(fd);
     }
     if ((fd = open("diagnostics.txt", O_WRONLY | O_CREAT | O_TRUNC, 0600)) < 0)
-        _exit(126);
+        jail_fail(err_fd, STEP_FILES, errno);
     dup2(fd, 1);
     dup2(fd, 2);
     if (fd > 2)
         close(fd);
-    /* libuv and SQLite open everything close-on-exec; make sure nothing else leaks into cc. */
+    /* libuv and SQLite open everything close-on-exec; make sure nothing else leaks into cc (the
+     * error pipe closes at exec, which tells the parent the jail is complete). */
     syscall(SYS_close_range, 3u, ~0u, 4u /* CLOSE_RANGE_CLOEXEC */);
-    execvpe(argv[0], argv, envp);
+    if (strchr(j->cc, '/') != NULL) {
+        execve(j->cc, argv, jail_env);
+    } else {
+        static const char *const dirs[] = {"/usr/local/bin/", "/usr/bin/", "/bin/"};
+        size_t len = strlen(j->cc);
+        for (size_t i = 0; i < sizeof(dirs) / sizeof(dirs[0]); i++) {
+            size_t dl = strlen(dirs[i]);
+            if (dl + len + 1 > sizeof(path))
+                break;
+            memcpy(path, dirs[i], dl);
+            memcpy(path + dl, j->cc, len + 1);
+            execve(path, argv, jail_env);
+        }
+    }
     _exit(127);
+}
+
+/* Maps the child's one uid and gid into its user namespace, the same inside and out. A root
+ * controller leaves setgroups allowed so that the child can drop root's supplementary groups; an
+ * unprivileged one must deny it to map a gid at all. */
+static int map_ids(const jail_t *j, pid_t pid)
+{
+    char path[64], map[64];
+    int err;
+
+    snprintf(map, sizeof(map), "%u %u 1\n", (unsigned)j->uid, (unsigned)j->uid);
+    snprintf(path, sizeof(path), "/proc/%d/uid_map", (int)pid);
+    if ((err = shoal_util_write_at(AT_FDCWD, path, map)) < 0)
+        return err;
+    if (!j->privileged) {
+        snprintf(path, sizeof(path), "/proc/%d/setgroups", (int)pid);
+        if ((err = shoal_util_write_at(AT_FDCWD, path, "deny")) < 0)
+            return err;
+    }
+    snprintf(map, sizeof(map), "%u %u 1\n", (unsigned)j->gid, (unsigned)j->gid);
+    snprintf(path, sizeof(path), "/proc/%d/gid_map", (int)pid);
+    return shoal_util_write_at(AT_FDCWD, path, map);
+}
+
+/* Starts the compiler in its jail: new user, mount, PID, network, IPC and UTS namespaces. Returns
+ * its pid (in our namespace; it is PID 1 of its own), or -EOPNOTSUPP when the kernel refuses the
+ * namespaces or the jail cannot be built (logged), or another -errno. */
+static pid_t jail_start(const shoal_compile_opts_t *o, const jail_t *j, char *const argv[])
+{
+    const long ns =
+        CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWNET | CLONE_NEWIPC | CLONE_NEWUTS;
+    int go[2] = {-1, -1}, ep[2] = {-1, -1}, status, err;
+    jail_err_t je;
+    ssize_t n;
+    long pid;
+
+    if (pipe2(go, O_CLOEXEC) < 0)
+        return -errno;
+    if (pipe2(ep, O_CLOEXEC) < 0) {
+        err = -errno;
+        goto fail_pipes;
+    }
+    /* A raw clone: fork() cannot make namespaces. CLONE_NEWUSER is allowed to clone from a
+     * multithreaded process (unlike unshare); the child only makes syscalls until exec. */
+    pid = syscall(SYS_clone, SIGCHLD | ns, 0, NULL, NULL, 0);
+    if (pid == 0) {
+        close(go[1]);
+        close(ep[0]);
+        child(o, j, go[0], ep[1], argv);
+    }
+    if (pid < 0) {
+        err = -errno;
+        if (err == -EPERM || err == -EINVAL || err == -ENOSPC || err == -EUSERS || err == -ENOSYS) {
+            SHOAL_ERROR("compile: the kernel refuses the compiler's namespaces (%s); C source "
+                        "cannot be compiled safely here, only ELF uploads are accepted",
+                        strerror(-err));
+            err = -EOPNOTSUPP;
+        }
+        goto fail_pipes;
+    }
+    close(go[0]);
+    close(ep[1]);
+    go[0] = ep[1] = -1;
+    setpgid((pid_t)pid, (pid_t)pid); /* also in the child: whichever runs first wins the race */
+    if ((err = map_ids(j, (pid_t)pid)) < 0) {
+        SHOAL_ERROR("compile: cannot map the compiler's uid: %s", strerror(-err));
+        err = -EOPNOTSUPP;
+        goto fail_child;
+    }
+    if (write(go[1], "g", 1) != 1) {
+        err = -errno;
+        goto fail_child;
+    }
+    close(go[1]);
+    go[1] = -1;
+    /* End of file: the jail is complete and exec happened (or the compiler was not found). */
+    do
+        n = read(ep[0], &je, sizeof(je));
+    while (n < 0 && errno == EINTR);
+    close(ep[0]);
+    ep[0] = -1;
+    if (n == (ssize_t)sizeof(je)) {
+        int step = je.step > 0 && je.step <= STEP_FILES ? je.step : 0;
+        SHOAL_ERROR("compile: the compiler's sandbox cannot %s: %s", step_names[step],
+                    strerror(je.err));
+        err = -EOPNOTSUPP;
+        goto fail_child;
+    }
+    return (pid_t)pid;
+fail_child:
+    kill((pid_t)pid, SIGKILL);
+    while (waitpid((pid_t)pid, &status, 0) < 0 && errno == EINTR)
+        ;
+fail_pipes:
+    for (int i = 0; i < 2; i++) {
+        if (go[i] >= 0)
+            close(go[i]);
+        if (ep[i] >= 0)
+            close(ep[i]);
+    }
+    return err;
 }
 
 /* Waits for pid to exit without reaping it, killing its group at the deadline or on cancel.
@@ -241,8 +444,8 @@ int shoal_compile_run(const shoal_compile_opts_t *o, const char *name, const voi
                       void **so, size_t *so_len, char **diag, size_t *diag_len)
 {
     char dir[PATH_MAX], path[PATH_MAX], srcname[SHOAL_NAME_MAX + 8], soname[SHOAL_NAME_MAX + 8];
-    char include[PATH_MAX], tmpvar[PATH_MAX + 8], diagpath[PATH_MAX], sopath[PATH_MAX];
-    char **envp = NULL;
+    char diagpath[PATH_MAX], sopath[PATH_MAX];
+    jail_t *j = NULL;
     int have_dir = 0, err, status = 0, waited;
     pid_t pid;
 
@@ -251,44 +454,60 @@ int shoal_compile_run(const shoal_compile_opts_t *o, const char *name, const voi
     *so_len = *diag_len = 0;
     if (!shoal_util_name_valid(name))
         return -EINVAL;
+    if ((j = calloc(1, sizeof(*j))) == NULL)
+        return -ENOMEM;
     snprintf(srcname, sizeof(srcname), "%s.c", name);
     snprintf(soname, sizeof(soname), "%s.so", name);
+    err = -ENAMETOOLONG;
     if (snprintf(dir, sizeof(dir), "%s/tmp/cc-XXXXXX", o->home) >= (int)sizeof(dir) ||
-        snprintf(include, sizeof(include), "%s/include", o->home) >= (int)sizeof(include))
-        return -ENAMETOOLONG;
-    if ((err = shoal_util_mkdir_p(include, 0755)) < 0)
-        return err;
+        snprintf(j->include, sizeof(j->include), "%s/include", o->home) >= (int)sizeof(j->include))
+        goto done;
+    if ((err = shoal_util_mkdir_p(j->include, 0755)) < 0)
+        goto done;
+    err = -ENAMETOOLONG;
     if (snprintf(path, sizeof(path), "%s/tmp", o->home) >= (int)sizeof(path))
-        return -ENAMETOOLONG;
+        goto done;
     if ((err = shoal_util_mkdir_p(path, 0700)) < 0)
-        return err;
-    if (mkdtemp(dir) == NULL)
-        return -errno;
+        goto done;
+    if (mkdtemp(dir) == NULL) {
+        err = -errno;
+        goto done;
+    }
     have_dir = 1;
-    if (snprintf(path, sizeof(path), "%s/%s", dir, srcname) >= (int)sizeof(path) ||
-        snprintf(diagpath, sizeof(diagpath), "%s/diagnostics.txt", dir) >= (int)sizeof(diagpath) ||
-        snprintf(sopath, sizeof(sopath), "%s/%s", dir, soname) >= (int)sizeof(sopath) ||
-        snprintf(tmpvar, sizeof(tmpvar), "TMPDIR=%s", dir) >= (int)sizeof(tmpvar)) {
-        err = -ENAMETOOLONG;
+    err = -ENAMETOOLONG;
+    if (snprintf(j->root, sizeof(j->root), "%s/root", dir) >= (int)sizeof(j->root) ||
+        snprintf(j->build, sizeof(j->build), "%s/build", dir) >= (int)sizeof(j->build) ||
+        strlen(j->root) + 32 > SHOAL_VIEW_PATH_MAX ||
+        snprintf(path, sizeof(path), "%s/%s", j->build, srcname) >= (int)sizeof(path) ||
+        snprintf(diagpath, sizeof(diagpath), "%s/diagnostics.txt", j->build) >=
+            (int)sizeof(diagpath) ||
+        snprintf(sopath, sizeof(sopath), "%s/%s", j->build, soname) >= (int)sizeof(sopath))
+        goto done;
+    j->privileged = geteuid() == 0;
+    j->uid = j->privileged ? SHOAL_COMPILE_UID : geteuid();
+    j->gid = j->privileged ? SHOAL_COMPILE_UID : getegid();
+    if (mkdir(j->root, 0755) < 0 || mkdir(j->build, 0700) < 0) {
+        err = -errno;
         goto done;
     }
     if ((err = write_source(path, src, len)) < 0)
         goto done;
-    if ((envp = child_env(tmpvar)) == NULL) {
-        err = -ENOMEM;
-        goto done;
-    }
-
-    const char *cc = o->cc ? o->cc : "cc";
-    char *const argv[] = {(char *)cc, "-shared", "-fPIC", "-O2",   "-I",
-                          include,    "-o",      soname,  srcname, NULL};
-    if ((pid = fork()) < 0) {
+    /* The compile uid owns the build directory and the source; nothing else of the host. */
+    if (j->privileged && (chown(j->build, j->uid, j->gid) < 0 || chown(path, j->uid, j->gid) < 0)) {
         err = -errno;
         goto done;
     }
-    if (pid == 0)
-        child(o, dir, argv, envp);
-    setpgid(pid, pid); /* also in the child: whichever runs first wins the race */
+    const char *cc = o->cc ? o->cc : "cc";
+    j->cc_host = cc[0] == '/' ? cc : NULL;
+    j->cc = cc[0] == '/' ? "/cc" : cc;
+    if ((err = jail_view(j, 0)) < 0)
+        goto done;
+    char *const argv[] = {(char *)cc, "-shared", "-fPIC", "-O2",   "-I",
+                          "/include", "-o",      soname,  srcname, NULL};
+    if ((pid = jail_start(o, j, argv)) < 0) {
+        err = pid;
+        goto done;
+    }
 
     waited = wait_exit(pid, o);
     kill(-pid, SIGKILL); /* stragglers (cc1, as, ld) of a killed or exited cc */
@@ -343,7 +562,7 @@ done:
         *diag = NULL;
         *diag_len = 0;
     }
-    free(envp);
+    free(j);
     if (have_dir)
         remove_tree(dir);
     return err;

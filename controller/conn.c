@@ -306,6 +306,11 @@ void shoal_conn_close(shoal_conn_t *c, const char *msg)
     start_close(c, 0);
 }
 
+void shoal_conn_set_max_payload(shoal_conn_t *c, uint32_t max_payload)
+{
+    shoal_frame_reader_set_max(c->reader, max_payload);
+}
+
 size_t shoal_conn_queued(const shoal_conn_t *c)
 {
     return c->tcp.write_queue_size;

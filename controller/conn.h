@@ -49,6 +49,9 @@ typedef struct {
 int shoal_conn_accept(uv_stream_t *server, uint32_t max_payload, const shoal_conn_cbs_t *cbs,
                       void *opaque, shoal_conn_t **out);
 
+/* Changes the largest frame payload accepted from now on (see shoal_frame_reader_set_max). */
+void shoal_conn_set_max_payload(shoal_conn_t *c, uint32_t max_payload);
+
 /* Sends one frame: meta is the concatenation of the nmeta pieces (at most 6), data follows. When
  * data_free is not NULL the connection owns data from now on and frees it with data_free once it
  * is sent (or at once if the send fails). Returns 0 (the frame is written or queued), -EMSGSIZE,

@@ -63,7 +63,13 @@ void shoal_deploy_run_put(const shoal_deploy_opts_t *o, const char *name, const 
             return;
         }
         if (err < 0) {
-            snprintf(msg, sizeof(msg), "cannot compile: %s", strerror(-err));
+            if (err == -EOPNOTSUPP) /* never compiled unconfined: see compile.h */
+                snprintf(msg, sizeof(msg),
+                         "cannot compile: the compiler's sandbox is unavailable "
+                         "on this host (user namespaces refused); upload a "
+                         "compiled shared object instead");
+            else
+                snprintf(msg, sizeof(msg), "cannot compile: %s", strerror(-err));
             SHOAL_ERROR("deploy %s: %s", name, msg);
             set_error(res, SHOAL_API_INTERNAL, msg);
             return;

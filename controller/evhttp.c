@@ -409,6 +409,7 @@ static void handle_trigger(shoal_evhttp_t *eh, h2o_req_t *req, const char *seg, 
             send_err(eh, req, st,
                      st == 404   ? "not_found"
                      : st == 409 ? "conflict"
+                     : st == 413 ? "too_large"
                      : st == 400 ? "bad_trigger"
                                  : "internal",
                      "%s", err);

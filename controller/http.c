@@ -23,6 +23,7 @@
 
 #include "common/trace.h"
 #include "common/util.h"
+#include "controller/auth.h"
 #include "controller/conn.h"
 #include "controller/reply.h"
 
@@ -435,10 +436,57 @@ static int same_name(const h2o_header_t *a, const h2o_header_t *b)
            h2o_lcstris(a->name->base, a->name->len, b->name->base, b->name->len);
 }
 
+/* ---- authentication ----------------------------------------------------------------------- */
+
+static shoal_auth_result_t check_token(shoal_http_t *h, h2o_req_t *req)
+{
+    ssize_t i = h2o_find_header(&req->headers, H2O_TOKEN_AUTHORIZATION, -1);
+
+    if (h->o.token == NULL)
+        return SHOAL_AUTH_OK;
+    if (i < 0)
+        return shoal_auth_check(h->o.token, NULL, 0);
+    return shoal_auth_check(h->o.token, req->headers.entries[i].value.base,
+                            req->headers.entries[i].value.len);
+}
+
+/* Whether req may go on; if not, it has been answered 401 or 403. */
+static int authorized(shoal_http_t *h, h2o_req_t *req)
+{
+    shoal_auth_result_t r = check_token(h, req);
+    const char *msg = shoal_auth_message(r);
+
+    if (r == SHOAL_AUTH_OK)
+        return 1;
+    if (r == SHOAL_AUTH_WRONG) {
+        send_error(h, req, SHOAL_API_FORBIDDEN, msg, strlen(msg), NULL, NULL);
+        return 0;
+    }
+    h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_WWW_AUTHENTICATE, NULL,
+                   H2O_STRLIT("Bearer realm=\"shoal\""));
+    send_error(h, req, SHOAL_API_UNAUTHORIZED, msg, strlen(msg), NULL, NULL);
+    return 0;
+}
+
+/* Whether the function a request reaches is public: then it needs no token. */
+static int fn_public(shoal_http_t *h, const char *name, size_t len)
+{
+    shoal_fnent_t *e = shoal_fntable_find(shoal_sched_functions(h->o.sched), name, len);
+    return e != NULL && !e->deleted && e->fn.is_public;
+}
+
+/* Whether the function may see the request's Authorization header: only a public function
+ * (which may check its own callers' credentials), and never when it carries the API token. */
+static int show_auth(shoal_http_t *h, h2o_req_t *req, const shoal_fnent_t *fn)
+{
+    return h->o.token == NULL || (fn->fn.is_public && check_token(h, req) != SHOAL_AUTH_OK);
+}
+
 /* Renders the invocation's meta: method, path, query, header:<name> (lower-case; repeated
  * headers joined with ", "; at most META_HEADERS_MAX names and META_HEADER_BYTES_MAX bytes),
- * invocation_id and function. */
-static void render_meta(shoal_json_t *j, h2o_req_t *req, const char *id, const char *name)
+ * invocation_id and function. The Authorization header is left out unless with_auth. */
+static void render_meta(shoal_json_t *j, h2o_req_t *req, const char *id, const char *name,
+                        int with_auth)
 {
     const char *q;
     size_t qlen, plen, bytes = 0;
@@ -462,6 +510,8 @@ static void render_meta(shoal_json_t *j, h2o_req_t *req, const char *id, const c
         if (k < i)
             continue; /* merged into the first occurrence */
         if (hd->name->len > 256 || bytes + need > META_HEADER_BYTES_MAX)
+            continue;
+        if (!with_auth && h2o_lcstris(hd->name->base, hd->name->len, H2O_STRLIT("authorization")))
             continue;
         memcpy(lname, "header:", 7);
         for (k = 0; k < hd->name->len; k++)
@@ -592,7 +642,7 @@ static void on_inv_done(void *opaque, const shoal_inv_result_t *res)
  * of group ranks; on_inv_done answers it. 0, or the scheduler's -errno, and then the caller
  * answers: the pending token stays in the request's pool with nothing to cancel. */
 static int start_invoke(shoal_http_t *h, h2o_req_t *req, shoal_fnent_t *fn, const char *id,
-                        uint32_t group)
+                        uint32_t group, int redis, int spread)
 {
     pending_t *pd = pending_new(h, req);
     shoal_inv_req_t r;
@@ -607,6 +657,8 @@ static int start_invoke(shoal_http_t *h, h2o_req_t *req, shoal_fnent_t *fn, cons
     r.input = req->entity.base;
     r.input_len = req->entity.base ? req->entity.len : 0;
     r.group = group;
+    r.redis = redis;
+    r.spread = spread;
     r.cb = on_inv_done;
     r.opaque = pd;
     if ((e = shoal_sched_invoke(h->o.sched, &r, &pd->inv)) != 0)
@@ -642,6 +694,13 @@ static void handle_invoke(shoal_http_t *h, h2o_req_t *req, const char *seg, size
         send_error(h, req, code, err, strlen(err), id, NULL);
         return;
     }
+    if (strcmp(params.transport, "redis") == 0 && shoal_sched_redis(h->o.sched) == NULL) {
+        shoal_sched_count(h->o.sched, SHOAL_API_BAD_QUERY);
+        send_error(h, req, SHOAL_API_BAD_QUERY,
+                   H2O_STRLIT("transport=redis needs the controller started with --redis URL"), id,
+                   NULL);
+        return;
+    }
     fn = shoal_fntable_find(shoal_sched_functions(h->o.sched), name, strlen(name));
     if (fn == NULL || fn->deleted) {
         shoal_sched_count(h->o.sched, SHOAL_API_NOT_FOUND);
@@ -649,7 +708,7 @@ static void handle_invoke(shoal_http_t *h, h2o_req_t *req, const char *seg, size
         return;
     }
     shoal_json_reset(&h->meta);
-    render_meta(&h->meta, req, id, name);
+    render_meta(&h->meta, req, id, name, show_auth(h, req, fn));
     if (shoal_json_error(&h->meta) < 0) {
         shoal_sched_count(h->o.sched, SHOAL_API_INTERNAL);
         send_error(h, req, SHOAL_API_INTERNAL, H2O_STRLIT("out of memory"), id, NULL);
@@ -664,7 +723,8 @@ static void handle_invoke(shoal_http_t *h, h2o_req_t *req, const char *seg, size
             shoal_evhttp_async(h->o.events, req, name, id, h->meta.buf, h->meta.len);
         return;
     }
-    if ((e = start_invoke(h, req, fn, id, params.group)) == 0)
+    if ((e = start_invoke(h, req, fn, id, params.group, strcmp(params.transport, "redis") == 0,
+                          params.spread || strcmp(params.transport, "tcp") == 0)) == 0)
         return;
     switch (e) {
     case -E2BIG:
@@ -711,7 +771,7 @@ static void invoke_route(shoal_http_t *h, h2o_req_t *req, const char *name, cons
         return;
     }
     shoal_json_reset(&h->meta);
-    render_meta(&h->meta, req, id, name);
+    render_meta(&h->meta, req, id, name, show_auth(h, req, fn));
     if (h->meta.len > 0)
         h->meta.len--; /* reopen the object to name the trigger */
     shoal_json_lit(&h->meta, ",\"trigger\":");
@@ -721,7 +781,7 @@ static void invoke_route(shoal_http_t *h, h2o_req_t *req, const char *name, cons
         send_error(h, req, SHOAL_API_INTERNAL, H2O_STRLIT("out of memory"), id, NULL);
         return;
     }
-    if ((e = start_invoke(h, req, fn, id, 0)) == 0)
+    if ((e = start_invoke(h, req, fn, id, 0, 0, 0)) == 0)
         return;
     shoal_api_err_t code = e == -EAGAIN      ? SHOAL_API_OVERLOADED
                            : e == -ENOENT    ? SHOAL_API_NOT_FOUND
@@ -745,6 +805,21 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
     static const char FNS[] = "/v1/functions";
     char name[SHOAL_NAME_MAX + 1];
 
+    /* Authentication first, before any handler (evhttp's too) sees the request. Invoking a
+     * public function is the one /v1/ exception; an unknown function needs the token as well, so
+     * that the answer says nothing about which names exist. */
+    if (h->o.token != NULL && p.len >= 3 && memcmp(p.base, "/v1", 3) == 0 &&
+        (p.len == 3 || p.base[3] == '/')) {
+        static const char INV[] = "/invoke";
+        size_t pre = sizeof(FNS), inv = sizeof(INV) - 1;
+        int public_invoke = method_is(req, "POST") && p.len > pre + inv &&
+                            memcmp(p.base, FNS, pre - 1) == 0 && p.base[pre - 1] == '/' &&
+                            memcmp(p.base + p.len - inv, INV, inv) == 0 &&
+                            memchr(p.base + pre, '/', p.len - pre - inv) == NULL &&
+                            fn_public(h, p.base + pre, p.len - pre - inv);
+        if (!public_invoke && !authorized(h, req))
+            return 0;
+    }
     if (h->o.events != NULL && shoal_evhttp_handle(h->o.events, req))
         return 0;
     if (path_is(&p, "/healthz") || path_is(&p, "/metrics") || path_is(&p, "/v1/workers") ||
@@ -807,6 +882,11 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
         int method_ok;
         const char *fname =
             shoal_evhttp_route(h->o.events, req, &method_ok, allow, sizeof(allow), &trigger);
+        /* A route is as open as its function: public ones need no token, and without the
+         * token nothing (not even the methods allowed) is said about the others. */
+        if (fname != NULL && h->o.token != NULL && !fn_public(h, fname, strlen(fname)) &&
+            !authorized(h, req))
+            return 0;
         if (fname != NULL && !method_ok) {
             send_error(h, req, SHOAL_API_METHOD_NOT_ALLOWED, H2O_STRLIT("method not allowed here"),
                        NULL, allow);

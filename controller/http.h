@@ -9,6 +9,12 @@
  *   GET    /v1/workers                  connected workers and their pools
  *   GET    /healthz                     {"status":"ok","workers":N}
  *   GET    /metrics                     Prometheus text
+ * Every /v1/ request needs `Authorization: Bearer TOKEN` (auth.h): 401 with WWW-Authenticate
+ * without a well-formed one, 403 with a wrong one. Exceptions: /healthz and /metrics, invoking a
+ * function deployed with ?public=1, and HTTP trigger routes of public functions (a route of any
+ * other function needs the token too). The Authorization header is never shown to a function
+ * (its meta) unless the function is public and the header is not the API token.
+ *
  * HEAD is accepted wherever GET is. Another method gets 405 with Allow; another path 404. Every
  * answer is JSON ({"error":{"code","message"}} for errors) except a successful invoke (the
  * function's output) and /metrics; the one exception is the 413 h2o itself sends for a body over
@@ -43,6 +49,8 @@ typedef struct {
     shoal_sched_t *sched;   /* must outlive the server */
     shoal_deploy_t *deploy; /* must outlive the server */
     shoal_evhttp_t *events; /* async invocations, triggers, topics (evhttp.h); may be NULL */
+    const char *token;      /* the API token (auth.h), must outlive the server; NULL turns
+                               authentication off (unit tests of this module only) */
 } shoal_http_opts_t;
 
 int shoal_http_create(uv_loop_t *loop, const shoal_http_opts_t *o, shoal_http_t **out);

@@ -14,12 +14,14 @@
  */
 #include <errno.h>
 #include <limits.h>
+#include <netdb.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <uv.h>
 
+#include "common/secret.h"
 #include "common/trace.h"
 #include "common/util.h"
 #include "controller/compile.h"
@@ -54,9 +56,20 @@ static const char USAGE[] =
     "  --async-max N              async invocations accepted and not finished before 429\n"
     "                             (default 100000)\n"
     "  --async-concurrency N      async invocations running at once (default 32)\n"
+    "  --token TOKEN              the API token clients send as \"Authorization: Bearer TOKEN\"\n"
+    "                             (default: $SHOAL_TOKEN, else HOME/token, else a new random\n"
+    "                             one written to HOME/token with mode 0600); a given token\n"
+    "                             replaces the one in HOME/token\n"
+    "  --cluster-key KEY          the key workers must present (default: $SHOAL_CLUSTER_KEY,\n"
+    "                             else HOME/cluster.key, else a new random one written there)\n"
+    "  --redis URL                the Redis server of the object-store baseline, as\n"
+    "                             redis://HOST:PORT or HOST:PORT (resolved once, at start):\n"
+    "                             lets groups ask for ?transport=redis\n"
     "  -h, --help                 show this help\n"
     "\n"
-    "Environment: SHOAL_LOG=error|warn|info|debug sets the log level (default info).\n";
+    "Environment: SHOAL_LOG=error|warn|info|debug sets the log level (default info);\n"
+    "SHOAL_TOKEN and SHOAL_CLUSTER_KEY as above (safer than flags: others can read a\n"
+    "process's arguments). Tokens and keys are 16..256 characters of [A-Za-z0-9-._~+/=].\n";
 
 typedef struct {
     struct sockaddr_storage listen, worker_listen;
@@ -65,6 +78,9 @@ typedef struct {
     uint64_t max_body;
     uint64_t queue_max;
     uint64_t retention_s, async_max, async_concurrency;
+    char token_arg[SHOAL_SECRET_MAX + 1], key_arg[SHOAL_SECRET_MAX + 1]; /* given, or "" */
+    char token[SHOAL_SECRET_MAX + 1], cluster_key[SHOAL_SECRET_MAX + 1]; /* in use */
+    char redis[80]; /* --redis resolved to "IP:PORT" / "[IPV6]:PORT", or "" */
 } options_t;
 
 typedef struct {
@@ -158,10 +174,67 @@ static int usage_error(const char *fmt, const char *arg)
     return 2;
 }
 
+/* --redis URL: redis://HOST:PORT[/] or HOST:PORT (HOST a name, an IPv4 address or [IPV6]),
+ * resolved here, once, so that workers connect to an address without a lookup of their own.
+ * 0 with out = "IP:PORT" or "[IPV6]:PORT", or -EINVAL with the reason in why. */
+static int parse_redis(const char *v, char *out, size_t size, char *why, size_t whylen)
+{
+    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM}, *res = NULL;
+    char host[256], ip[64], portstr[8];
+    const char *s = v, *colon;
+    size_t len, hlen;
+    uint64_t port;
+    int rc;
+
+    if (strncmp(s, "redis://", 8) == 0)
+        s += 8;
+    else if (strstr(s, "://") != NULL) {
+        snprintf(why, whylen, "'%s': only redis:// URLs (no TLS, no unix sockets) are supported",
+                 v);
+        return -EINVAL;
+    }
+    len = strlen(s);
+    if (len > 0 && s[len - 1] == '/')
+        len--;
+    if (memchr(s, '@', len) != NULL || memchr(s, '/', len) != NULL) {
+        snprintf(why, whylen, "'%s': give HOST:PORT only (no password, no database)", v);
+        return -EINVAL;
+    }
+    colon = len > 0 ? memrchr(s, ':', len) : NULL;
+    hlen = colon != NULL ? (size_t)(colon - s) : 0;
+    if (colon == NULL || hlen == 0 ||
+        shoal_util_parse_u64(colon + 1, len - hlen - 1, 1, 65535, &port) < 0) {
+        snprintf(why, whylen, "'%s' is not redis://HOST:PORT or HOST:PORT (port 1..65535)", v);
+        return -EINVAL;
+    }
+    if (s[0] == '[' && hlen >= 2 && s[hlen - 1] == ']') {
+        s++;
+        hlen -= 2;
+    }
+    if (hlen >= sizeof(host)) {
+        snprintf(why, whylen, "'%s': the host name is too long", v);
+        return -EINVAL;
+    }
+    memcpy(host, s, hlen);
+    host[hlen] = '\0';
+    snprintf(portstr, sizeof(portstr), "%u", (unsigned)port);
+    if ((rc = getaddrinfo(host, portstr, &hints, &res)) != 0 || res == NULL) {
+        snprintf(why, whylen, "cannot resolve '%.64s': %s", host, gai_strerror(rc));
+        return -EINVAL;
+    }
+    if (res->ai_family == AF_INET6)
+        uv_ip6_name((const struct sockaddr_in6 *)res->ai_addr, ip, sizeof(ip));
+    else
+        uv_ip4_name((const struct sockaddr_in *)res->ai_addr, ip, sizeof(ip));
+    snprintf(out, size, res->ai_family == AF_INET6 ? "[%s]:%u" : "%s:%u", ip, (unsigned)port);
+    freeaddrinfo(res);
+    return 0;
+}
+
 /* Returns 0 to run, 1 after --help, 2 for a usage error. */
 static int parse_options(int argc, char **argv, options_t *o)
 {
-    const char *listen = "127.0.0.1:8080", *worker = NULL, *home = "./.shoal";
+    const char *listen = "127.0.0.1:8080", *worker = NULL, *home = "./.shoal", *env;
     uint64_t port;
 
     o->max_body = 64u << 20;
@@ -185,7 +258,9 @@ static int parse_options(int argc, char **argv, options_t *o)
         if (strcmp(flag, "--listen") != 0 && strcmp(flag, "--worker-listen") != 0 &&
             strcmp(flag, "--home") != 0 && strcmp(flag, "--max-body") != 0 &&
             strcmp(flag, "--queue-max") != 0 && strcmp(flag, "--retention") != 0 &&
-            strcmp(flag, "--async-max") != 0 && strcmp(flag, "--async-concurrency") != 0)
+            strcmp(flag, "--async-max") != 0 && strcmp(flag, "--async-concurrency") != 0 &&
+            strcmp(flag, "--token") != 0 && strcmp(flag, "--cluster-key") != 0 &&
+            strcmp(flag, "--redis") != 0)
             return usage_error("unknown option '%s'", a);
         if (eq != NULL)
             v = eq + 1;
@@ -199,7 +274,20 @@ static int parse_options(int argc, char **argv, options_t *o)
             worker = v;
         else if (strcmp(flag, "--home") == 0)
             home = v;
-        else if (strcmp(flag, "--max-body") == 0) {
+        else if (strcmp(flag, "--redis") == 0) {
+            char why[512];
+            if (parse_redis(v, o->redis, sizeof(o->redis), why, sizeof(why)) < 0)
+                return usage_error("--redis: %s", why);
+        } else if (strcmp(flag, "--token") == 0 || strcmp(flag, "--cluster-key") == 0) {
+            int is_token = strcmp(flag, "--token") == 0;
+            char *dst = is_token ? o->token_arg : o->key_arg;
+            if (!shoal_secret_valid(v, strlen(v)))
+                return usage_error("%s must be 16..256 characters of [A-Za-z0-9-._~+/=]",
+                                   is_token ? "--token" : "--cluster-key");
+            memcpy(dst, v, strlen(v) + 1);
+            /* Out of /proc/PID/cmdline (it stays visible for the moment before this). */
+            memset((char *)v, 'x', strlen(v));
+        } else if (strcmp(flag, "--max-body") == 0) {
             if (shoal_util_parse_u64(v, strlen(v), 1, 1u << 31, &o->max_body) < 0)
                 return usage_error("--max-body must be a number of bytes in 1..2147483648, "
                                    "not '%s'",
@@ -238,6 +326,52 @@ static int parse_options(int argc, char **argv, options_t *o)
     }
     if (snprintf(o->home, sizeof(o->home), "%s", home) >= (int)sizeof(o->home))
         return usage_error("--home is too long: %s", home);
+    /* Flags win over the environment. */
+    if (o->token_arg[0] == '\0' && (env = getenv("SHOAL_TOKEN")) != NULL && env[0] != '\0') {
+        if (!shoal_secret_valid(env, strlen(env)))
+            return usage_error("SHOAL_TOKEN must be 16..256 characters of [A-Za-z0-9-._~+/=]%s",
+                               "");
+        memcpy(o->token_arg, env, strlen(env) + 1);
+    }
+    if (o->key_arg[0] == '\0' && (env = getenv("SHOAL_CLUSTER_KEY")) != NULL && env[0] != '\0') {
+        if (!shoal_secret_valid(env, strlen(env)))
+            return usage_error("SHOAL_CLUSTER_KEY must be 16..256 characters of "
+                               "[A-Za-z0-9-._~+/=]%s",
+                               "");
+        memcpy(o->key_arg, env, strlen(env) + 1);
+    }
+    /* Nothing the controller starts (the compiler) inherits the secrets. */
+    unsetenv("SHOAL_TOKEN");
+    unsetenv("SHOAL_CLUSTER_KEY");
+    return 0;
+}
+
+/* Settles the API token and the cluster key (common/secret.h), creating their files in the home
+ * on first start. Neither value is ever logged, only where it came from. */
+static int prepare_secrets(options_t *o)
+{
+    static const char *ORIGIN[] = {"", "given; stored in", "read from", "created in"};
+    struct {
+        const char *file, *what, *given;
+        char *out;
+    } s[2] = {{"token", "API token", o->token_arg, o->token},
+              {"cluster.key", "cluster key", o->key_arg, o->cluster_key}};
+
+    for (int i = 0; i < 2; i++) {
+        char path[PATH_MAX + 16];
+        shoal_secret_origin_t origin;
+        int err;
+        snprintf(path, sizeof(path), "%s/%s", o->home, s[i].file);
+        if ((err = shoal_secret_init(path, s[i].given, s[i].out, SHOAL_SECRET_MAX + 1, &origin)) <
+            0) {
+            SHOAL_ERROR("cannot set up the %s (%s): %s", s[i].what, path,
+                        err == -EINVAL ? "the file does not hold 16..256 characters of "
+                                         "[A-Za-z0-9-._~+/=]; delete it to get a new one"
+                                       : strerror(-err));
+            return err;
+        }
+        SHOAL_INFO("%s %s %s", s[i].what, ORIGIN[origin], path);
+    }
     return 0;
 }
 
@@ -338,7 +472,7 @@ int main(int argc, char **argv)
     if ((err = parse_options(argc, argv, &c.opt)) != 0)
         return err == 1 ? 0 : 2;
     signal(SIGPIPE, SIG_IGN);
-    if (prepare_home(&c.opt) < 0)
+    if (prepare_home(&c.opt) < 0 || prepare_secrets(&c.opt) < 0)
         return 1;
     if ((err = uv_loop_init(&c.loop)) < 0) {
         SHOAL_ERROR("cannot create the event loop: %s", uv_strerror(err));
@@ -360,6 +494,8 @@ int main(int argc, char **argv)
         .max_artifact = (size_t)c.opt.max_body,
         .max_body = c.opt.max_body,
         .registry = c.registry,
+        .cluster_key = c.opt.cluster_key,
+        .redis = c.opt.redis[0] != '\0' ? c.opt.redis : NULL,
     };
     if ((err = shoal_sched_create(&c.loop, &so, &c.sched)) < 0 ||
         (err = shoal_sched_load(c.sched, fns, nfns)) < 0) {
@@ -396,7 +532,8 @@ int main(int argc, char **argv)
     shoal_http_opts_t ho = {.max_body = (size_t)c.opt.max_body,
                             .sched = c.sched,
                             .deploy = c.deploy,
-                            .events = c.evhttp};
+                            .events = c.evhttp,
+                            .token = c.opt.token};
     if ((err = shoal_http_create(&c.loop, &ho, &c.http)) < 0) {
         SHOAL_ERROR("cannot start the HTTP server: %s", strerror(-err));
         goto out;

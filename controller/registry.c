@@ -5,6 +5,10 @@
  * A put is one IMMEDIATE transaction that reads the row, computes the next version and the merged
  * limits, and writes both tables, so two concurrent deploys of one name can never hand out the
  * same version. The schema carries PRAGMA user_version so that later issues can migrate it.
+ *
+ * Migrations add columns with a default that keeps the old meaning (schema 2: `public`, 0), each
+ * only when the column is missing, so a database of any earlier version opens and keeps its
+ * rows. The flag is read by column name (it is always the last column selected).
  */
 #include "registry.h"
 
@@ -24,7 +28,9 @@
 #include "common/trace.h"
 #include "controller/sqlutil.h"
 
-#define SCHEMA_VERSION 1
+#define SCHEMA_VERSION 2
+#define STR_(x) #x
+#define STR(x) STR_(x)
 
 struct shoal_registry {
     pthread_mutex_t lock;
@@ -45,12 +51,13 @@ static const char SCHEMA[] =
     " name TEXT PRIMARY KEY NOT NULL, version INTEGER NOT NULL, sha256 TEXT NOT NULL,"
     " size INTEGER NOT NULL, timeout_ms INTEGER NOT NULL, memory_mb INTEGER NOT NULL,"
     " min_warm INTEGER NOT NULL, max_instances INTEGER NOT NULL, created_ms INTEGER NOT NULL,"
-    " updated_ms INTEGER NOT NULL, deleted INTEGER NOT NULL DEFAULT 0) WITHOUT ROWID;"
+    " updated_ms INTEGER NOT NULL, deleted INTEGER NOT NULL DEFAULT 0,"
+    " public INTEGER NOT NULL DEFAULT 0) WITHOUT ROWID;"
     "CREATE TABLE IF NOT EXISTS versions("
     " name TEXT NOT NULL, version INTEGER NOT NULL, sha256 TEXT NOT NULL, size INTEGER NOT NULL,"
     " timeout_ms INTEGER NOT NULL, memory_mb INTEGER NOT NULL, min_warm INTEGER NOT NULL,"
     " max_instances INTEGER NOT NULL, created_ms INTEGER NOT NULL,"
-    " PRIMARY KEY(name, version)) WITHOUT ROWID;";
+    " public INTEGER NOT NULL DEFAULT 0, PRIMARY KEY(name, version)) WITHOUT ROWID;";
 
 #define FN_COLUMNS                                                                                 \
     "name, version, sha256, size, timeout_ms, memory_mb, min_warm, max_instances, created_ms,"     \
@@ -126,6 +133,10 @@ static void row_to_fn(sqlite3_stmt *st, shoal_fn_t *fn)
     fn->max_instances = (uint32_t)sqlite3_column_int64(st, 7);
     fn->created_ms = (uint64_t)sqlite3_column_int64(st, 8);
     fn->updated_ms = (uint64_t)sqlite3_column_int64(st, 9);
+    int last = sqlite3_column_count(st) - 1;
+    const char *col = last > 9 ? sqlite3_column_name(st, last) : NULL;
+    if (col != NULL && strcmp(col, "public") == 0)
+        fn->is_public = sqlite3_column_int64(st, last) != 0;
 }
 
 static int exec(shoal_registry_t *r, const char *sql)
@@ -138,6 +149,23 @@ static int prepare(shoal_registry_t *r, const char *sql, sqlite3_stmt **st)
 {
     int rc = sqlite3_prepare_v2(r->db, sql, -1, st, NULL);
     return rc == SQLITE_OK ? 0 : db_err(r, rc, "prepare");
+}
+
+/* Adds a column to an existing table unless it is there already (a database made by an older
+ * controller). Called inside the schema transaction. */
+static int add_column(shoal_registry_t *r, const char *table, const char *column, const char *decl)
+{
+    char sql[256];
+    sqlite3_stmt *st = NULL;
+
+    snprintf(sql, sizeof(sql), "SELECT %s FROM %s LIMIT 0", column, table);
+    if (sqlite3_prepare_v2(r->db, sql, -1, &st, NULL) == SQLITE_OK) {
+        sqlite3_finalize(st);
+        return 0;
+    }
+    snprintf(sql, sizeof(sql), "ALTER TABLE %s ADD COLUMN %s %s", table, column, decl);
+    SHOAL_INFO("registry: migrating %s/shoal.db: adding %s.%s", r->home, table, column);
+    return exec(r, sql);
 }
 
 static int setup_db(shoal_registry_t *r)
@@ -173,31 +201,36 @@ static int setup_db(shoal_registry_t *r)
     }
     if ((err = exec(r, "BEGIN IMMEDIATE")) < 0)
         return err;
-    if ((err = exec(r, SCHEMA)) < 0 || (err = exec(r, "PRAGMA user_version=1")) < 0) {
+    if ((err = exec(r, SCHEMA)) < 0 ||
+        (err = add_column(r, "functions", "public", "INTEGER NOT NULL DEFAULT 0")) < 0 ||
+        (err = add_column(r, "versions", "public", "INTEGER NOT NULL DEFAULT 0")) < 0 ||
+        (err = exec(r, "PRAGMA user_version=" STR(SCHEMA_VERSION))) < 0) {
         exec(r, "ROLLBACK");
         return err;
     }
     if ((err = exec(r, "COMMIT")) < 0)
         return err;
 
-    if ((err = prepare(r, "SELECT " FN_COLUMNS ", deleted FROM functions WHERE name=?1",
+    if ((err = prepare(r, "SELECT " FN_COLUMNS ", deleted, public FROM functions WHERE name=?1",
                        &r->st_get)) < 0 ||
         (err = prepare(r,
-                       "INSERT OR REPLACE INTO functions(" FN_COLUMNS ", deleted)"
-                       " VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,0)",
+                       "INSERT OR REPLACE INTO functions(" FN_COLUMNS ", deleted, public)"
+                       " VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,0,?11)",
                        &r->st_upsert)) < 0 ||
         (err = prepare(r,
                        "INSERT INTO versions(name, version, sha256, size, timeout_ms, memory_mb,"
-                       " min_warm, max_instances, created_ms) VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9)",
+                       " min_warm, max_instances, created_ms, public)"
+                       " VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10)",
                        &r->st_version)) < 0 ||
         (err =
              prepare(r, "UPDATE functions SET deleted=1, updated_ms=?2 WHERE name=?1 AND deleted=0",
                      &r->st_delete)) < 0 ||
-        (err = prepare(r, "SELECT " FN_COLUMNS " FROM functions WHERE deleted=0 ORDER BY name",
+        (err = prepare(r,
+                       "SELECT " FN_COLUMNS ", public FROM functions WHERE deleted=0 ORDER BY name",
                        &r->st_list)) < 0 ||
         (err = prepare(r,
                        "SELECT name, version, sha256, size, timeout_ms, memory_mb, min_warm,"
-                       " max_instances, created_ms, created_ms FROM versions WHERE name=?1"
+                       " max_instances, created_ms, created_ms, public FROM versions WHERE name=?1"
                        " ORDER BY version",
                        &r->st_history)) < 0)
         return err;
@@ -408,6 +441,7 @@ static int merge_limits(const shoal_fn_t *prev, const shoal_fn_limits_t *lim, sh
         fn->memory_mb = prev->memory_mb;
         fn->min_warm = prev->min_warm;
         fn->max_instances = prev->max_instances;
+        fn->is_public = prev->is_public;
     } else {
         fn->timeout_ms = SHOAL_FN_TIMEOUT_DEFAULT;
         fn->memory_mb = SHOAL_FN_MEMORY_DEFAULT;
@@ -422,6 +456,8 @@ static int merge_limits(const shoal_fn_t *prev, const shoal_fn_limits_t *lim, sh
         fn->min_warm = lim->min_warm;
     if (set & SHOAL_LIMIT_MAX_INSTANCES)
         fn->max_instances = lim->max_instances;
+    if (set & SHOAL_LIMIT_PUBLIC)
+        fn->is_public = lim->is_public != 0;
     if (check_range("timeout_ms", fn->timeout_ms, SHOAL_FN_TIMEOUT_MIN, SHOAL_FN_TIMEOUT_MAX, err,
                     errlen) < 0 ||
         check_range("memory_mb", fn->memory_mb, SHOAL_FN_MEMORY_MIN, SHOAL_FN_MEMORY_MAX, err,
@@ -496,10 +532,12 @@ int shoal_registry_put(shoal_registry_t *r, const char *name, const void *data, 
     bind_fn(r->st_upsert, &fn);
     sqlite3_bind_int64(r->st_upsert, 9, (sqlite3_int64)fn.created_ms);
     sqlite3_bind_int64(r->st_upsert, 10, (sqlite3_int64)fn.updated_ms);
+    sqlite3_bind_int64(r->st_upsert, 11, fn.is_public);
     if ((e = step_done(r, r->st_upsert, "put")) < 0)
         goto fail;
     bind_fn(r->st_version, &fn);
     sqlite3_bind_int64(r->st_version, 9, (sqlite3_int64)fn.updated_ms);
+    sqlite3_bind_int64(r->st_version, 10, fn.is_public);
     if ((e = step_done(r, r->st_version, "put version")) < 0)
         goto fail;
     if ((e = exec(r, "COMMIT")) < 0)

@@ -53,6 +53,7 @@ typedef struct {
     uint32_t max_instances;
     uint64_t created_ms; /* wall clock: first deploy of this incarnation of the name */
     uint64_t updated_ms; /* wall clock: this version's deploy (or the delete, for a tombstone) */
+    uint32_t is_public;  /* 1: invoking it needs no API token (deploy ?public=1; auth.h) */
 } shoal_fn_t;
 
 /* Which limits a deploy sets; the others keep the function's current values (or the defaults
@@ -63,6 +64,7 @@ enum {
     SHOAL_LIMIT_MIN_WARM = 1u << 2,
     SHOAL_LIMIT_MAX_INSTANCES = 1u << 3,
     SHOAL_LIMIT_RETRIES = 1u << 4, /* kept by events.h, not by the registry */
+    SHOAL_LIMIT_PUBLIC = 1u << 5,  /* is_public; like a limit, kept across updates until set */
 };
 typedef struct {
     unsigned set; /* SHOAL_LIMIT_* bits */
@@ -70,7 +72,8 @@ typedef struct {
     uint32_t memory_mb;
     uint32_t min_warm;
     uint32_t max_instances;
-    uint32_t retries; /* async retries of function errors (0..10) */
+    uint32_t retries;   /* async retries of function errors (0..10) */
+    uint32_t is_public; /* 0 or 1 */
 } shoal_fn_limits_t;
 
 typedef struct shoal_registry shoal_registry_t;

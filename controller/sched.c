@@ -31,6 +31,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/secret.h"
 #include "common/trace.h"
 #include "common/util.h"
 #include "controller/conn.h"
@@ -49,6 +50,11 @@
 #define MAX_REQUEUES 16
 /* Worker connections (ready or not) beyond this are refused: each costs a 64 KiB read buffer. */
 #define MAX_CONNS 1024
+/* Until a connection has sent a valid HELLO (with the cluster key) it is a stranger: its frames
+ * are bounded to PRE_HELLO_PAYLOAD and its HELLO must come within HELLO_TIMEOUT_MS, so that
+ * unauthenticated peers can hold neither memory nor connection slots for long. */
+#define PRE_HELLO_PAYLOAD (64u << 10)
+#define HELLO_TIMEOUT_MS 5000
 
 typedef struct worker worker_t;
 typedef struct placement placement_t;
@@ -76,6 +82,7 @@ struct worker {
     int ready;
     char node[SHOAL_NAME_MAX + 1];
     int64_t pid;
+    char peer[64]; /* HELLO "peer": where other workers reach it; "" = no cross-node groups */
     uint32_t slots;
     uint32_t busy;          /* instances our invocations in flight here use (N per group) */
     uint32_t groups;        /* groups in flight here */
@@ -83,6 +90,7 @@ struct worker {
     uint32_t reported_busy; /* from STATUS */
     uint32_t stems;
     uint64_t connected_ms; /* wall clock */
+    uint64_t accepted_at;  /* now_ms() of the accept: the HELLO deadline runs from here */
     uint64_t func_acked;   /* highest FUNC sequence acknowledged (WELCOME counts as all) */
     uint32_t status_seq;
     int saturated; /* refused work as overloaded; no more until it answers or reports */
@@ -94,7 +102,9 @@ struct worker {
     worker_t *prev, *next;
 };
 
-enum { INV_FREE, INV_QUEUED, INV_DISPATCHED };
+/* INV_SPLIT: a group placed over several nodes; its parts (one invocation per node, each
+ * dispatched to its worker) carry it, and it ends when the last part answers. */
+enum { INV_FREE, INV_QUEUED, INV_DISPATCHED, INV_SPLIT };
 
 struct shoal_inv {
     shoal_sched_t *s;
@@ -108,6 +118,23 @@ struct shoal_inv {
     void *input_owned; /* input copied from a CALL frame */
     uint32_t requeues;
     uint32_t group; /* ranks: 1 for a plain invocation */
+    int redis;      /* the group's collectives go through Redis (s->o.redis) */
+    int spread;     /* ?spread=1: ranks round-robin over the nodes */
+    /* A part of a group spread over nodes: the whole, its generation, this part's node index. */
+    shoal_inv_t *parent;
+    uint32_t parent_gen, part;
+    /* The whole (INV_SPLIT): parts not answered yet, and the answer so far. */
+    uint32_t parts_left;
+    int fail_set;
+    shoal_api_err_t fail_code;
+    char *fail_msg;
+    size_t fail_msg_len;
+    int out_status;
+    uint8_t *out;
+    size_t out_len;
+    json_t *out_headers;
+    char *out_meta;
+    size_t out_meta_len;
     uint32_t depth;
     uint32_t timeout_ms;
     uint64_t deadline;    /* loop ms */
@@ -174,8 +201,9 @@ struct shoal_sched {
     uint64_t results[SHOAL_API_ERR_COUNT];
     int draining;
     int shutdown;
-    shoal_json_t scratch; /* frame metas built on the loop thread */
-    shoal_json_t gmeta;   /* the "group" part of an INVOKE */
+    shoal_json_t scratch;     /* frame metas built on the loop thread */
+    shoal_json_t gmeta;       /* the "group" part of an INVOKE */
+    shoal_json_t spread_meta; /* while a split group's parts are sent: the keys they share */
     shoal_conn_cbs_t conn_cbs;
 };
 
@@ -317,6 +345,20 @@ static void inv_release(shoal_inv_t *inv)
     inv->call_worker = 0;
     inv->requeues = 0;
     inv->group = 1;
+    inv->redis = 0;
+    inv->spread = 0;
+    inv->parent = NULL;
+    inv->parts_left = 0;
+    inv->fail_set = 0;
+    free(inv->fail_msg);
+    inv->fail_msg = NULL;
+    free(inv->out);
+    inv->out = NULL;
+    inv->out_len = 0;
+    json_decref(inv->out_headers);
+    inv->out_headers = NULL;
+    free(inv->out_meta);
+    inv->out_meta = NULL;
     shoal_json_trim(&inv->meta, 16384);
     s->free_idx[s->nfree++] = inv->index;
 }
@@ -468,6 +510,83 @@ static void send_call_result(shoal_sched_t *s, uint32_t worker_id, uint32_t call
     shoal_conn_send(w->conn, SHOAL_FRAME_CALL_RESULT, call_id, &meta, 1, NULL, 0, NULL);
 }
 
+static void complete(shoal_inv_t *inv, const shoal_inv_result_t *res);
+
+/* How telling a part's failure is for the whole group's answer: the node where a rank failed
+ * (its error, crash or timeout, named) outranks a lost worker, which outranks what the other
+ * nodes saw of either (their peer connection broke, the group was aborted). */
+static int fail_weight(shoal_api_err_t code)
+{
+    if (code == SHOAL_API_FUNCTION_ERROR || code == SHOAL_API_FUNCTION_CRASHED ||
+        code == SHOAL_API_TIMEOUT)
+        return 3;
+    return code == SHOAL_API_WORKER_LOST ? 2 : 1;
+}
+
+/* Part `part` of the split group whole (generation gen) ended with res. The whole answers once
+ * every part did: rank 0's output (part 0 holds rank 0) when all succeeded, else the most telling
+ * failure. */
+static void part_done(shoal_inv_t *whole, uint32_t gen, uint32_t part,
+                      const shoal_inv_result_t *res)
+{
+    shoal_inv_result_t fin;
+
+    if (whole->state != INV_SPLIT || whole->gen != gen)
+        return;
+    if (res->code == SHOAL_API_OK) {
+        if (part == 0 && whole->out_meta == NULL) {
+            whole->out = malloc(res->len ? res->len : 1);
+            whole->out_meta = malloc(res->worker_meta_len ? res->worker_meta_len : 1);
+            if (whole->out != NULL && whole->out_meta != NULL) {
+                memcpy(whole->out, res->data, res->len);
+                whole->out_len = res->len;
+                memcpy(whole->out_meta, res->worker_meta, res->worker_meta_len);
+                whole->out_meta_len = res->worker_meta_len;
+                whole->out_status = res->status;
+                whole->out_headers = res->headers != NULL ? json_incref(res->headers) : NULL;
+            } else if (!whole->fail_set) {
+                whole->fail_set = 1;
+                whole->fail_code = SHOAL_API_INTERNAL;
+                whole->fail_msg = strdup("out of memory for the group's answer");
+                whole->fail_msg_len = whole->fail_msg ? strlen(whole->fail_msg) : 0;
+            }
+        }
+    } else if (!whole->fail_set || fail_weight(res->code) > fail_weight(whole->fail_code)) {
+        free(whole->fail_msg);
+        whole->fail_set = 1;
+        whole->fail_code = res->code;
+        whole->fail_msg = malloc(res->message_len + 1);
+        whole->fail_msg_len = 0;
+        if (whole->fail_msg != NULL) {
+            memcpy(whole->fail_msg, res->message ? res->message : "", res->message_len);
+            whole->fail_msg[res->message_len] = '\0';
+            whole->fail_msg_len = res->message_len;
+        }
+    }
+    if (--whole->parts_left > 0)
+        return;
+    memset(&fin, 0, sizeof(fin));
+    if (!whole->fail_set && whole->out_meta == NULL) {
+        whole->fail_set = 1;
+        whole->fail_code = SHOAL_API_INTERNAL;
+    }
+    if (whole->fail_set) {
+        fin.code = whole->fail_code;
+        fin.status = shoal_api_err_status(fin.code);
+        fin.message = whole->fail_msg != NULL ? whole->fail_msg : "the group failed";
+        fin.message_len = whole->fail_msg != NULL ? whole->fail_msg_len : 16;
+    } else {
+        fin.code = SHOAL_API_OK;
+        fin.status = whole->out_status;
+        fin.data = whole->out;
+        fin.len = whole->out_len;
+        fin.headers = whole->out_headers;
+        fin.worker_meta = whole->out_meta;
+        fin.worker_meta_len = whole->out_meta_len;
+    }
+    complete(whole, &fin);
+}
+
 /* Ends an invocation: detach, count, call back, recycle, and let queued work use the capacity. */
 static void complete(shoal_inv_t *inv, const shoal_inv_result_t *res)
 {
@@ -475,6 +594,17 @@ static void complete(shoal_inv_t *inv, const shoal_inv_result_t *res)
     shoal_inv_cb cb = inv->cb;
     void *opaque = inv->opaque;
     int freed = inv_detach(inv);
+
+    if (inv->parent != NULL) {
+        /* A part of a group over several nodes answers to its whole, not to a client. */
+        shoal_inv_t *whole = inv->parent;
+        uint32_t gen = inv->parent_gen, part = inv->part;
+        inv_release(inv);
+        part_done(whole, gen, part, res);
+        if (freed)
+            drain(s);
+        return;
+    }
 
     s->results[res->code < SHOAL_API_ERR_COUNT ? res->code : SHOAL_API_INTERNAL]++;
     if (inv->call_worker != 0)
@@ -610,15 +740,22 @@ static worker_t *claim_for(shoal_sched_t *s, shoal_fnent_t *fn, uint32_t n, work
 
 int shoal_sched_group_check(shoal_sched_t *s, shoal_fnent_t *fn, uint32_t n, char *msg, size_t len)
 {
-    uint64_t cap = 0;
-    uint32_t workers = 0;
+    uint64_t cap = 0, one = 0, peers = 0;
+    uint32_t workers = 0, npeers = 0;
 
+    /* A group lives on one worker, or over several that have a peer transport. */
     for (const worker_t *w = s->workers; w; w = w->next) {
         if (!w->ready)
             continue;
         workers++;
-        cap += group_cap(w, fn);
+        if (group_cap(w, fn) > one)
+            one = group_cap(w, fn);
+        if (w->peer[0] != '\0') {
+            npeers++;
+            peers += group_cap(w, fn);
+        }
     }
+    cap = npeers >= 2 && peers > one ? peers : one;
     if (workers == 0 || n <= cap)
         return 0;
     if (msg != NULL)
@@ -639,6 +776,194 @@ static int any_capacity(const shoal_sched_t *s)
     return 0;
 }
 
+static int dispatch(shoal_inv_t *inv, worker_t *w);
+
+/* The most nodes one group spans (worker/peer.h's SHOAL_PEER_CONN_MAX). */
+#define SPLIT_NODES_MAX 256
+
+/* Whether a group of n ranks of fn goes over several nodes: asked to (spread), or no single
+ * worker could ever hold it (the Redis baseline stays on one node). */
+static int wants_split(shoal_sched_t *s, shoal_fnent_t *fn, uint32_t n, int spread, int redis)
+{
+    uint32_t npeers = 0;
+
+    if (n <= 1 || redis)
+        return 0;
+    /* With fewer than two workers that can exchange group data, there is nothing to spread
+     * over: the group runs on one node. */
+    for (const worker_t *w = s->workers; w; w = w->next)
+        npeers += w->ready && w->conn != NULL && w->peer[0] != '\0';
+    if (npeers < 2)
+        return 0;
+    if (spread)
+        return 1;
+    for (const worker_t *w = s->workers; w; w = w->next)
+        if (w->ready && w->conn != NULL && group_cap(w, fn) >= n)
+            return 0;
+    return 1;
+}
+
+/* Places every rank of a split group now, all or nothing, on the workers that can take ranks
+ * now and have a peer address: spread, rank i goes to the i-th of them in turn (skipping full
+ * ones); packed, the ones with the most room are filled first, so the group spans as few nodes
+ * as it can. The nodes are numbered in the order of their first rank (node 0 holds rank 0).
+ * 0 with nodes[0..*nn) and node_of[0..n), or -EAGAIN when they cannot take all ranks now. */
+static int place_split(shoal_sched_t *s, const shoal_inv_t *inv, worker_t **nodes, uint32_t *nn,
+                       uint16_t *node_of)
+{
+    worker_t *cand[SPLIT_NODES_MAX];
+    uint32_t room[SPLIT_NODES_MAX], used[SPLIT_NODES_MAX], nc = 0, total = 0, k = 0;
+    int map[SPLIT_NODES_MAX];
+    uint32_t n = inv->group;
+
+    for (worker_t *w = s->workers; w && nc < SPLIT_NODES_MAX; w = w->next) {
+        if (!worker_usable(w) || w->peer[0] == '\0')
+            continue;
+        uint32_t r = min_u32(group_room(w, inv->fn), group_cap(w, inv->fn));
+        if (r == 0)
+            continue;
+        cand[nc] = w;
+        room[nc] = r;
+        used[nc] = 0;
+        map[nc] = -1;
+        nc++;
+        total += r;
+    }
+    if (nc == 0 || total < n)
+        return -EAGAIN;
+    if (!inv->spread) {
+        /* Most room first (a selection sort: at most SPLIT_NODES_MAX nodes). */
+        for (uint32_t i = 0; i < nc; i++)
+            for (uint32_t j = i + 1; j < nc; j++)
+                if (room[j] > room[i]) {
+                    worker_t *tw = cand[i];
+                    uint32_t tr = room[i];
+                    cand[i] = cand[j], room[i] = room[j];
+                    cand[j] = tw, room[j] = tr;
+                }
+    }
+    *nn = 0;
+    for (uint32_t r = 0; r < n; r++) {
+        if (inv->spread) {
+            while (used[k] >= room[k])
+                k = (k + 1) % nc;
+        } else {
+            while (used[k] >= room[k])
+                k++;
+        }
+        if (map[k] < 0) {
+            map[k] = (int)*nn;
+            nodes[(*nn)++] = cand[k];
+        }
+        node_of[r] = (uint16_t)map[k];
+        used[k]++;
+        if (inv->spread)
+            k = (k + 1) % nc;
+    }
+    return 0;
+}
+
+/* Sends one part per node of a split group (state INV_SPLIT from then on): each an INVOKE with
+ * the whole group's size, the node list, node_of, this node's index and one group_id for all.
+ * 0, or -errno when no part could be sent (inv is then to be failed). */
+static int split_dispatch(shoal_inv_t *inv, worker_t **nodes, uint32_t nn, const uint16_t *node_of)
+{
+    shoal_sched_t *s = inv->s;
+    shoal_json_t *j = &s->spread_meta;
+    uint32_t counts[SPLIT_NODES_MAX] = {0}, k;
+    char gid[33];
+
+    if (shoal_api_new_id(&s->idgen, gid) < 0)
+        return -EIO;
+    gid[16] = '\0';
+    if (strspn(gid, "0") == 16)
+        gid[15] = '1'; /* group ids are nonzero */
+    shoal_json_reset(j);
+    shoal_json_lit(j, ",\"group_id\":\"");
+    shoal_json_raw(j, gid, 16);
+    shoal_json_lit(j, "\",\"nodes\":[");
+    for (k = 0; k < nn; k++) {
+        if (k > 0)
+            shoal_json_lit(j, ",");
+        shoal_json_lit(j, "{\"node\":");
+        shoal_json_cstr(j, nodes[k]->node);
+        shoal_json_lit(j, ",\"peer\":");
+        shoal_json_cstr(j, nodes[k]->peer);
+        shoal_json_lit(j, "}");
+    }
+    shoal_json_lit(j, "],\"node_of\":[");
+    for (uint32_t r = 0; r < inv->group; r++) {
+        if (r > 0)
+            shoal_json_lit(j, ",");
+        shoal_json_u64(j, node_of[r]);
+        counts[node_of[r]]++;
+    }
+    shoal_json_lit(j, "]");
+    if (shoal_json_error(j) < 0)
+        return -ENOMEM;
+    inv->state = INV_SPLIT;
+    inv->parts_left = 0;
+    for (k = 0; k < nn; k++) {
+        shoal_inv_t *part = inv_alloc(s);
+        if (part == NULL)
+            break;
+        part->fn = inv->fn;
+        memcpy(part->id, inv->id, sizeof(part->id));
+        shoal_json_reset(&part->meta);
+        shoal_json_raw(&part->meta, inv->meta.buf, inv->meta.len);
+        part->input = inv->input;
+        part->input_len = inv->input_len;
+        part->group = counts[k];
+        part->depth = inv->depth;
+        part->timeout_ms = inv->timeout_ms;
+        part->deadline = inv->deadline;
+        part->nw_deadline = 0;
+        part->cb = NULL;
+        part->opaque = NULL;
+        part->call_worker = 0;
+        part->parent = inv;
+        part->parent_gen = inv->gen;
+        part->part = k;
+        if (shoal_json_error(&part->meta) < 0 || dispatch(part, nodes[k]) < 0) {
+            inv_release(part);
+            break;
+        }
+        inv->parts_left++;
+    }
+    SHOAL_DEBUG("invocation %s: a group of %u ranks of %s over %u nodes (group %s)", inv->id,
+                inv->group, inv->fn->fn.name, nn, gid);
+    if (k < nn) {
+        /* The parts sent end at their deadline at the latest (their peers never come). */
+        inv->fail_set = 1;
+        inv->fail_code = SHOAL_API_INTERNAL;
+        inv->fail_msg = strdup("cannot dispatch every node's part of the group");
+        inv->fail_msg_len = inv->fail_msg != NULL ? strlen(inv->fail_msg) : 0;
+        if (inv->parts_left == 0)
+            return -EIO;
+    }
+    return 0;
+}
+
+/* Dispatches a group that goes over several nodes, if it can be placed now (queued: it is taken
+ * out of the queue first). 0, -EAGAIN (nothing done), or another -errno: inv must be failed. */
+static int try_split(shoal_inv_t *inv, int queued)
+{
+    worker_t *nodes[SPLIT_NODES_MAX];
+    uint16_t node_of[SHOAL_SCHED_GROUP_MAX];
+    uint32_t nn;
+
+    if (place_split(inv->s, inv, nodes, &nn, node_of) < 0)
+        return -EAGAIN;
+    if (queued) {
+        inv_detach(inv);
+        inv->state = INV_FREE;
+    }
+    /* Only one node can take ranks now and it takes them all: a group on one node. */
+    if (nn == 1)
+        return dispatch(inv, nodes[0]);
+    return split_dispatch(inv, nodes, nn, node_of);
+}
+
 /* Renders the tail of a group's INVOKE meta: ,"group":{...}} (the object's closing brace too).
  * The worker hosts every rank. */
 static int group_meta(shoal_sched_t *s, const shoal_inv_t *inv)
@@ -648,6 +973,17 @@ static int group_meta(shoal_sched_t *s, const shoal_inv_t *inv)
     shoal_json_reset(j);
     shoal_json_lit(j, ",\"group\":{\"id\":\"");
     shoal_json_raw(j, inv->id, 32);
+    if (inv->parent != NULL) {
+        /* A part of a group over several nodes: the whole group's size, this node's index and
+         * what every part shares (nodes, node_of, group_id; see split_dispatch). */
+        shoal_json_lit(j, "\",\"size\":");
+        shoal_json_u64(j, inv->parent->group);
+        shoal_json_lit(j, ",\"transport\":\"tcp\",\"me\":");
+        shoal_json_u64(j, inv->part);
+        shoal_json_raw(j, s->spread_meta.buf, s->spread_meta.len);
+        shoal_json_lit(j, "}}");
+        return shoal_json_error(j);
+    }
     shoal_json_lit(j, "\",\"size\":");
     shoal_json_u64(j, inv->group);
     shoal_json_lit(j, ",\"ranks\":[");
@@ -656,7 +992,13 @@ static int group_meta(shoal_sched_t *s, const shoal_inv_t *inv)
             shoal_json_lit(j, ",");
         shoal_json_u64(j, r);
     }
-    shoal_json_lit(j, "],\"transport\":\"shm\"}}");
+    if (inv->redis && s->o.redis != NULL) {
+        shoal_json_lit(j, "],\"transport\":\"redis\",\"redis\":");
+        shoal_json_cstr(j, s->o.redis);
+        shoal_json_lit(j, "}}");
+    } else {
+        shoal_json_lit(j, "],\"transport\":\"shm\"}}");
+    }
     return shoal_json_error(j);
 }
 
@@ -674,7 +1016,7 @@ static int dispatch(shoal_inv_t *inv, worker_t *w)
 
     if (fn->json.len == 0)
         return -ENOMEM;
-    if (inv->group > 1) {
+    if (inv->group > 1 || inv->parent != NULL) {
         if (group_meta(s, inv) < 0)
             return -ENOMEM;
         tail = uv_buf_init(s->gmeta.buf, (unsigned)s->gmeta.len);
@@ -755,6 +1097,7 @@ static void enqueue(shoal_inv_t *inv)
     /* The oldest waiting group claims a worker; with no claim standing, every group queued
      * before this one has no worker that could ever host it. */
     if (inv->group > 1 && s->reserved_for == NULL &&
+        !wants_split(s, inv->fn, inv->group, inv->spread, inv->redis) &&
         (s->reserved = claim_for(s, inv->fn, inv->group, NULL)) != NULL)
         s->reserved_for = inv;
 }
@@ -786,6 +1129,12 @@ static void drain(shoal_sched_t *s)
             fail(inv, SHOAL_API_NOT_FOUND, "function '%s' was deleted", inv->fn->fn.name);
             continue;
         }
+        if (wants_split(s, inv->fn, inv->group, inv->spread, inv->redis)) {
+            int e = try_split(inv, 1);
+            if (e < 0 && e != -EAGAIN)
+                fail(inv, SHOAL_API_INTERNAL, "cannot dispatch the group");
+            continue;
+        }
         worker_t *w = inv->group > 1 ? place_group(s, inv->fn, inv->group, claimed)
                                      : place(s, inv->fn, claimed);
         if (w == NULL) {
@@ -806,6 +1155,7 @@ static void drain(shoal_sched_t *s)
     if (holder == NULL && s->queued_groups > 0) {
         for (inv = s->qhead; inv != NULL; inv = inv->next) {
             if (inv->group > 1 && !inv->fn->deleted &&
+                !wants_split(s, inv->fn, inv->group, inv->spread, inv->redis) &&
                 (claimed = claim_for(s, inv->fn, inv->group, prev)) != NULL) {
                 holder = inv;
                 holder_gen = inv->gen;
@@ -848,8 +1198,8 @@ static void inv_timer_cb(uv_timer_t *t)
                     largest = group_cap(w, inv->fn);
             if (largest < inv->group)
                 fail(inv, SHOAL_API_TIMEOUT,
-                     "timed out after %u ms waiting for one worker to host a group of %u ranks: "
-                     "the largest can host %u, and cross-node groups are not implemented yet",
+                     "timed out after %u ms waiting for room for a group of %u ranks over several "
+                     "workers (the largest can host %u)",
                      inv->timeout_ms, inv->group, largest);
             else
                 fail(inv, SHOAL_API_TIMEOUT,
@@ -865,11 +1215,17 @@ static void inv_timer_cb(uv_timer_t *t)
     arm_queued(inv);
 }
 
+const char *shoal_sched_redis(const shoal_sched_t *s)
+{
+    return s->o.redis;
+}
+
 int shoal_sched_invoke(shoal_sched_t *s, const shoal_inv_req_t *r, shoal_inv_t **out)
 {
     uint32_t group = r->group > 1 ? r->group : 1;
     shoal_inv_t *inv;
     worker_t *w;
+    int split, e;
 
     if (s->shutdown)
         return -ESHUTDOWN;
@@ -880,7 +1236,10 @@ int shoal_sched_invoke(shoal_sched_t *s, const shoal_inv_req_t *r, shoal_inv_t *
     if (group > 1 && shoal_sched_group_check(s, r->fn, group, NULL, 0) < 0)
         return -E2BIG;
     /* New work never lands on the worker a waiting group has claimed. */
-    w = group > 1 ? place_group(s, r->fn, group, s->reserved) : place(s, r->fn, s->reserved);
+    split = wants_split(s, r->fn, group, r->spread, r->redis && s->o.redis != NULL);
+    w = split       ? NULL
+        : group > 1 ? place_group(s, r->fn, group, s->reserved)
+                    : place(s, r->fn, s->reserved);
     if (w == NULL && s->queued >= s->o.queue_max)
         return -EAGAIN;
     if ((inv = inv_alloc(s)) == NULL)
@@ -896,6 +1255,8 @@ int shoal_sched_invoke(shoal_sched_t *s, const shoal_inv_req_t *r, shoal_inv_t *
     }
     inv->input = r->input;
     inv->input_len = r->input_len;
+    inv->redis = r->redis && s->o.redis != NULL;
+    inv->spread = r->spread != 0;
     inv->group = group;
     inv->depth = r->depth;
     inv->timeout_ms = r->timeout_ms && r->timeout_ms < r->fn->fn.timeout_ms ? r->timeout_ms
@@ -909,6 +1270,16 @@ int shoal_sched_invoke(shoal_sched_t *s, const shoal_inv_req_t *r, shoal_inv_t *
         s->groups++;
     if (w != NULL && dispatch(inv, w) == 0) {
         *out = inv;
+        return 0;
+    }
+    if (split && (e = try_split(inv, 0)) != -EAGAIN) {
+        *out = inv;
+        if (e < 0) {
+            /* Nothing was sent: answer through the callback, as for any failure. */
+            inv->cb = NULL;
+            inv_release(inv);
+            return -EIO;
+        }
         return 0;
     }
     enqueue(inv);
@@ -1181,8 +1552,25 @@ static int on_hello(worker_t *w, const uint8_t *payload, size_t len)
     char why[128];
 
     if (m == NULL) {
+        SHOAL_WARN("worker connection %s refused: HELLO meta is not a JSON object",
+                   shoal_conn_peer(w->conn));
         shoal_conn_close(w->conn, "HELLO meta is not a JSON object");
         return 0;
+    }
+    /* The key first: a peer without it learns nothing more about what we expect. */
+    if (s->o.cluster_key != NULL) {
+        json_t *key = json_object_get(m, "key");
+        if (!json_is_string(key)) {
+            snprintf(why, sizeof(why),
+                     "no cluster key in HELLO: start the worker with --cluster-key-file "
+                     "(the controller's HOME/cluster.key) or SHOAL_CLUSTER_KEY");
+            goto bad;
+        }
+        if (!shoal_secret_equal(json_string_value(key), json_string_length(key), s->o.cluster_key,
+                                strlen(s->o.cluster_key))) {
+            snprintf(why, sizeof(why), "wrong cluster key");
+            goto bad;
+        }
     }
     node = json_string_value(json_object_get(m, "node"));
     if (get_uint(m, "protocol", 0, UINT32_MAX, 1, &protocol) < 0 || protocol != 1) {
@@ -1199,7 +1587,17 @@ static int on_hello(worker_t *w, const uint8_t *payload, size_t len)
     }
     if (get_uint(m, "pid", 0, INT64_MAX, 0, &pid) < 0)
         pid = 0;
+    /* Optional: where other workers reach it ("IPV4:PORT"); without it, no cross-node groups. */
+    {
+        const char *peer = json_string_value(json_object_get(m, "peer"));
+        w->peer[0] = '\0';
+        if (peer != NULL && strlen(peer) < sizeof(w->peer) && strchr(peer, ':') != NULL &&
+            strspn(peer, "0123456789.:") == strlen(peer))
+            snprintf(w->peer, sizeof(w->peer), "%s", peer);
+    }
     snprintf(w->node, sizeof(w->node), "%s", node);
+    /* Authenticated: from now on frames up to the full size (artifacts, inputs, outputs). */
+    shoal_conn_set_max_payload(w->conn, s->o.max_payload);
     w->pid = (int64_t)pid;
     w->slots = (uint32_t)slots;
     json_decref(m);
@@ -1264,8 +1662,9 @@ static int on_result(worker_t *w, const shoal_frame_hdr *h, const uint8_t *paylo
     }
     const char *kind = json_string_value(json_object_get(m, "kind"));
     if (!json_is_true(json_object_get(m, "ok")) && kind != NULL && strcmp(kind, "overload") == 0 &&
-        inv->requeues < MAX_REQUEUES && (inv->input != NULL || inv->input_len == 0) &&
-        now_ms(w->s) < inv->deadline && !w->s->shutdown) {
+        inv->parent == NULL && inv->requeues < MAX_REQUEUES &&
+        (inv->input != NULL || inv->input_len == 0) && now_ms(w->s) < inv->deadline &&
+        !w->s->shutdown) {
         /* Its instances are momentarily all taken (our count and its own can briefly differ):
          * give it nothing more until it answers something else or reports its status. */
         w->saturated = 1;
@@ -1724,7 +2123,10 @@ static void on_worker_connect(uv_stream_t *server, int status)
     if ((w = calloc(1, sizeof(*w))) == NULL)
         return;
     w->s = s;
-    if ((err = shoal_conn_accept(server, s->o.max_payload, &s->conn_cbs, w, &w->conn)) < 0) {
+    w->accepted_at = now_ms(s);
+    if ((err = shoal_conn_accept(
+             server, s->o.max_payload < PRE_HELLO_PAYLOAD ? s->o.max_payload : PRE_HELLO_PAYLOAD,
+             &s->conn_cbs, w, &w->conn)) < 0) {
         SHOAL_WARN("cannot accept a worker connection: %s", uv_strerror(err));
         free(w);
         return;
@@ -1744,6 +2146,12 @@ static void heartbeat_cb(uv_timer_t *t)
 
     for (w = s->workers; w; w = next) {
         next = w->next;
+        if (!w->ready && now - w->accepted_at >= HELLO_TIMEOUT_MS) {
+            SHOAL_WARN("worker connection %s dropped: no HELLO within %d ms",
+                       shoal_conn_peer(w->conn), HELLO_TIMEOUT_MS);
+            shoal_conn_close(w->conn, "no HELLO within 5 s");
+            continue;
+        }
         if (now - shoal_conn_last_rx(w->conn) > limit) {
             char why[64];
             snprintf(why, sizeof(why), "silent for more than %llu ms", (unsigned long long)limit);
@@ -1771,6 +2179,7 @@ int shoal_sched_create(uv_loop_t *loop, const shoal_sched_opts_t *o, shoal_sched
     shoal_api_idgen_init(&s->idgen);
     shoal_json_init(&s->scratch);
     shoal_json_init(&s->gmeta);
+    shoal_json_init(&s->spread_meta);
     s->conn_cbs.on_frame = on_frame;
     s->conn_cbs.on_close = on_conn_close;
     s->conn_cbs.on_released = on_conn_released;
@@ -1873,6 +2282,7 @@ void shoal_sched_destroy(shoal_sched_t *s)
     shoal_fntable_destroy(s->fns);
     shoal_json_free(&s->scratch);
     shoal_json_free(&s->gmeta);
+    shoal_json_free(&s->spread_meta);
     free(s);
 }
 
@@ -1913,6 +2323,8 @@ void shoal_sched_workers_json(const shoal_sched_t *s, shoal_json_t *j)
         shoal_json_cstr(j, w->node);
         shoal_json_lit(j, ",\"address\":");
         shoal_json_cstr(j, shoal_conn_peer(w->conn));
+        shoal_json_lit(j, ",\"peer\":");
+        shoal_json_cstr(j, w->peer);
         shoal_json_lit(j, ",\"pid\":");
         shoal_json_i64(j, w->pid);
         shoal_json_lit(j, ",\"slots\":");

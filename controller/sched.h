@@ -30,14 +30,19 @@
  * one worker has N free ranks right now (slots minus busy, where busy counts every rank of every
  * group in flight until its single RESULT, and fewer than max_instances of the function after
  * them), as one INVOKE carrying "group" (frame.h); the worker with the most free slots is
- * filled first. Workers host whole groups for now (cross-node groups are later work), so a group
- * that would fit the cluster only split over several workers waits for one worker to have room.
+ * filled first. A group invoked with spread (?spread=1) or one that no single worker can ever
+ * hold is split over several workers that announced a peer address instead (place_split): all its
+ * ranks are placed at once on the workers that can take them now (round-robin with spread, else
+ * the ones with the most room first), and it runs as one part per node, each an INVOKE of that
+ * node's ranks with the node map (frame.h); it answers when every part did (rank 0's output, or
+ * the most telling failure).
  * Nothing is ever reserved rank by rank, so no group can hold part of the cluster while it waits
  * for the rest. A waiting group is kept from starving by a soft reservation: the oldest queued
  * group that some worker could ever host claims the worker closest to having room for it, and no
  * invocation queued or arriving after it is placed there until it has been; the claim moves only
  * to a worker with strictly more room, so that room only grows. A group larger than the ready
- * workers can ever hold (each contributing min(slots, max_instances, SHOAL_ARENA_MAX_RANKS)) is
+ * workers can ever hold (each contributing min(slots, max_instances, SHOAL_ARENA_MAX_RANKS), summed
+ * over the workers with a peer address when there are two or more, else the largest one) is
  * refused at once (-E2BIG: HTTP 400 group_too_large); with no worker ready it waits for one as
  * any invocation does. The worker's RESULT (rank 0's output, or the first failing rank's error)
  * answers the group like a plain invocation; a lost worker fails it worker_lost.
@@ -91,6 +96,11 @@ typedef struct {
     uint32_t grace_ms;          /* backstop after an invocation's deadline; 0 means 2000 */
     uint32_t max_depth;         /* shoal_call nesting; 0 means 16 */
     shoal_registry_t *registry; /* artifacts for FETCH; must outlive the scheduler */
+    const char *cluster_key;    /* workers must send it as HELLO's "key" (frame.h), compared in
+                                   constant time; must outlive the scheduler. NULL: no check
+                                   (unit tests only) */
+    const char *redis;          /* --redis as "IP:PORT" (resolved), or NULL: groups may ask for
+                                   ?transport=redis only with it; must outlive the scheduler */
 } shoal_sched_opts_t;
 
 /* How an invocation ended, for its callback. Pointers are valid during the callback only. */
@@ -118,6 +128,8 @@ typedef struct {
     uint32_t depth;      /* shoal_call nesting; 0 for HTTP */
     uint32_t group;      /* ranks, 1..SHOAL_SCHED_GROUP_MAX; 0 or 1 is a plain invocation */
     uint32_t timeout_ms; /* 0: the function's timeout */
+    int redis;           /* a group's collectives go through Redis (needs opts.redis) */
+    int spread;          /* ?spread=1: a group's ranks round-robin over the nodes */
     shoal_inv_cb cb;
     void *opaque;
 } shoal_inv_req_t;
@@ -162,6 +174,8 @@ void shoal_sched_publish_cancel(shoal_sched_pub_t *p);
  * -EAGAIN (queue full), -E2BIG (a group larger than the cluster can ever hold: see
  * shoal_sched_group_check), -EINVAL (group beyond SHOAL_SCHED_GROUP_MAX), -ESHUTDOWN, -ENOMEM. */
 int shoal_sched_invoke(shoal_sched_t *s, const shoal_inv_req_t *r, shoal_inv_t **out);
+/* The Redis server groups may use (opts.redis), or NULL when the controller has none. */
+const char *shoal_sched_redis(const shoal_sched_t *s);
 /* Whether the ready workers could ever hold a group of n ranks of fn: 0 when they can (or when no
  * worker is ready, as the group then waits for one), else -E2BIG with a message naming n and the
  * capacity in msg (when msg is not NULL). */

@@ -277,6 +277,10 @@ static int parse_doc(shoal_triggers_t *t, const char *name, const char *body, si
 
     memset(g, 0, sizeof(*g));
     snprintf(g->name, sizeof(g->name), "%s", name);
+    /* Checked on a PUT only: what is stored passed it (or predates it, and stays loadable). */
+    if (check_function && len > SHOAL_TRIGGER_DOC_MAX)
+        BAD(413, "body: a trigger document is at most %d bytes, this one has %zu",
+            SHOAL_TRIGGER_DOC_MAX, len);
     if (root == NULL)
         BAD(400, "body: not valid JSON: %s", je.text);
     if (!json_is_object(root))
@@ -335,6 +339,8 @@ static int parse_doc(shoal_triggers_t *t, const char *name, const char *body, si
             char cerr[128];
             if (!json_is_string(cron))
                 BAD(400, "cron: must be a five-field cron expression string");
+            if (json_string_length(cron) > SHOAL_TRIGGER_CRON_MAX)
+                BAD(400, "cron: an expression is at most %d bytes", SHOAL_TRIGGER_CRON_MAX);
             if (shoal_cron_parse(json_string_value(cron), &g->cron, cerr, sizeof(cerr)) < 0)
                 BAD(400, "cron: %s", cerr);
             g->has_cron = 1;
@@ -354,6 +360,20 @@ static int parse_doc(shoal_triggers_t *t, const char *name, const char *body, si
                                                g->function, strlen(g->function));
         if (fe == NULL || fe->deleted)
             BAD(404, "function '%s' not found", g->function);
+        /* Counts without the trigger this one replaces, if any. */
+        int total = 0, of_fn = 0;
+        for (trig_t *o = t->list; o != NULL; o = o->next) {
+            if (strcmp(o->name, name) == 0)
+                continue;
+            total++;
+            of_fn += strcmp(o->function, g->function) == 0;
+        }
+        if (total >= SHOAL_TRIGGERS_MAX)
+            BAD(409, "the controller holds its maximum of %d triggers; delete one first",
+                SHOAL_TRIGGERS_MAX);
+        if (of_fn >= SHOAL_TRIGGERS_PER_FUNCTION_MAX)
+            BAD(409, "function: '%s' already has its maximum of %d triggers; delete one first",
+                g->function, SHOAL_TRIGGERS_PER_FUNCTION_MAX);
     }
     if (g->type == T_HTTP) {
         if (path_reserved(g->path))

@@ -37,10 +37,20 @@ int shoal_triggers_create(uv_loop_t *loop, shoal_events_t *ev, shoal_triggers_t 
 void shoal_triggers_shutdown(shoal_triggers_t *t);
 void shoal_triggers_destroy(shoal_triggers_t *t);
 
+/* Bounds on what clients can make the controller hold (every trigger lives in memory and is
+ * scanned on lookups): triggers in all, triggers of one function, a document's size, a cron
+ * expression's length. An HTTP path is at most 1024 bytes. */
+#define SHOAL_TRIGGERS_MAX 4096
+#define SHOAL_TRIGGERS_PER_FUNCTION_MAX 64
+#define SHOAL_TRIGGER_DOC_MAX 16384
+#define SHOAL_TRIGGER_CRON_MAX 256
+
 /* Validates and applies PUT /v1/triggers/{name}. Returns 201 (created) or 200 (replaced) and
  * appends the trigger object to out; or an HTTP error status with a message in err: 400 naming the
- * field, 404 for a missing function, 409 for a reserved or taken HTTP path. The store write is
- * started; done(opaque, err) runs once it is committed. */
+ * field, 404 for a missing function, 409 for a reserved or taken HTTP path or a full count
+ * (SHOAL_TRIGGERS_MAX, SHOAL_TRIGGERS_PER_FUNCTION_MAX), 413 for a document over
+ * SHOAL_TRIGGER_DOC_MAX. The store write is started; done(opaque, err) runs once it is
+ * committed. */
 typedef void (*shoal_triggers_done_cb)(void *opaque, int err);
 int shoal_triggers_put(shoal_triggers_t *t, const char *name, const char *body, size_t len,
                        shoal_json_t *out, char *err, size_t errlen, shoal_triggers_done_cb done,

@@ -6,7 +6,10 @@
  * (transport/coll.h): buffers it hands out are views into the arena and stay valid until
  * shoal_main returns, when runtime.c leaves the group. The engine ignores what does not matter on
  * a rank (parts of scatter and gather, bcast's data and reduce's out away from the root), so a
- * non-root may pass NULL or zeroed arrays there.
+ * non-root may pass NULL or zeroed arrays there. With ?transport=redis (ctx->redis set) every
+ * call goes to the Redis baseline instead (runtime/redis.h), with global ranks. A group spread
+ * over several nodes (ctx->net set) goes through the hierarchical engine (transport/hcoll.h,
+ * runtime/net.h), also with global ranks.
  *
  * Outside a group the invocation is rank 0 of a group of size 1: every collective completes at
  * once with its size-1 meaning (the root's data is everyone's data), messages to oneself queue in
@@ -21,6 +24,26 @@
 #include <string.h>
 
 #include "runtime.h"
+
+/* Outside a group, what a collective hands out is a copy of the caller's bytes kept until the
+ * invocation ends (like a received self-message), not a view of the caller's buffer: as in a
+ * group, the caller may free or reuse its buffer at once and the shoal_buf stays valid. */
+static int keep_copy(shoal_ctx *ctx, const void *data, size_t len, shoal_buf *out)
+{
+    shoal_rt_selfmsg_t *m;
+
+    /* Bounded by the instance's memory limit, like any allocation of the function's. */
+    if ((m = malloc(sizeof(*m) + len)) == NULL)
+        return -ENOMEM;
+    m->len = len;
+    if (len > 0)
+        memcpy(m->data, data, len);
+    m->next = ctx->selfq_done;
+    ctx->selfq_done = m;
+    out->data = m->data;
+    out->len = len;
+    return 0;
+}
 
 static int op_valid(shoal_op op)
 {
@@ -37,16 +60,28 @@ int shoal_call_group(shoal_ctx *ctx, const char *function, int n, const void *in
 
 int shoal_rank(const shoal_ctx *ctx)
 {
+    if (ctx->redis != NULL)
+        return shoal_rt_redis_rank(ctx->redis);
+    if (ctx->net != NULL)
+        return shoal_hcoll_rank(ctx->net->hc);
     return ctx->coll != NULL ? shoal_coll_rank(ctx->coll) : 0;
 }
 
 int shoal_size(const shoal_ctx *ctx)
 {
+    if (ctx->redis != NULL)
+        return shoal_rt_redis_size(ctx->redis);
+    if (ctx->net != NULL)
+        return shoal_hcoll_size(ctx->net->hc);
     return ctx->coll != NULL ? shoal_coll_size(ctx->coll) : 1;
 }
 
 int shoal_barrier(shoal_ctx *ctx)
 {
+    if (ctx->redis != NULL)
+        return shoal_rt_redis_barrier(ctx->redis);
+    if (ctx->net != NULL)
+        return shoal_hcoll_barrier(ctx->net->hc);
     return ctx->coll != NULL ? shoal_coll_barrier(ctx->coll) : 0;
 }
 
@@ -54,6 +89,10 @@ int shoal_send(shoal_ctx *ctx, int dst, const void *data, size_t len)
 {
     shoal_rt_selfmsg_t *m;
 
+    if (ctx->redis != NULL)
+        return shoal_rt_redis_send(ctx->redis, dst, data, len);
+    if (ctx->net != NULL)
+        return shoal_hcoll_send(ctx->net->hc, dst, data, len);
     if (ctx->coll != NULL)
         return shoal_coll_send(ctx->coll, dst, data, len);
     if (dst != 0 || (data == NULL && len > 0))
@@ -78,6 +117,10 @@ int shoal_recv(shoal_ctx *ctx, int src, shoal_buf *out)
 {
     shoal_rt_selfmsg_t *m;
 
+    if (ctx->redis != NULL)
+        return shoal_rt_redis_recv(ctx->redis, src, out);
+    if (ctx->net != NULL)
+        return shoal_hcoll_recv(ctx->net->hc, src, out);
     if (ctx->coll != NULL) {
         int me = shoal_coll_rank(ctx->coll);
 
@@ -108,34 +151,41 @@ int shoal_recv(shoal_ctx *ctx, int src, shoal_buf *out)
 
 int shoal_bcast(shoal_ctx *ctx, int root, const void *data, size_t len, shoal_buf *out)
 {
+    if (ctx->redis != NULL)
+        return shoal_rt_redis_bcast(ctx->redis, root, data, len, out);
+    if (ctx->net != NULL)
+        return shoal_hcoll_bcast(ctx->net->hc, root, data, len, out);
     if (ctx->coll != NULL)
         return shoal_coll_bcast(ctx->coll, root, data, len, out);
     if (root != 0 || out == NULL || (data == NULL && len > 0))
         return -EINVAL;
-    out->data = data;
-    out->len = len;
-    return 0;
+    return keep_copy(ctx, data, len, out);
 }
 
 int shoal_scatter(shoal_ctx *ctx, int root, const shoal_buf *parts, shoal_buf *out)
 {
+    if (ctx->redis != NULL)
+        return shoal_rt_redis_scatter(ctx->redis, root, parts, out);
+    if (ctx->net != NULL)
+        return shoal_hcoll_scatter(ctx->net->hc, root, parts, out);
     if (ctx->coll != NULL)
         return shoal_coll_scatter(ctx->coll, root, parts, out);
-    if (root != 0 || parts == NULL || out == NULL)
+    if (root != 0 || parts == NULL || out == NULL || (parts[0].data == NULL && parts[0].len > 0))
         return -EINVAL;
-    *out = parts[0];
-    return 0;
+    return keep_copy(ctx, parts[0].data, parts[0].len, out);
 }
 
 int shoal_gather(shoal_ctx *ctx, int root, const void *data, size_t len, shoal_buf *parts)
 {
+    if (ctx->redis != NULL)
+        return shoal_rt_redis_gather(ctx->redis, root, data, len, parts);
+    if (ctx->net != NULL)
+        return shoal_hcoll_gather(ctx->net->hc, root, data, len, parts);
     if (ctx->coll != NULL)
         return shoal_coll_gather(ctx->coll, root, data, len, parts);
     if (root != 0 || parts == NULL || (data == NULL && len > 0))
         return -EINVAL;
-    parts[0].data = data;
-    parts[0].len = len;
-    return 0;
+    return keep_copy(ctx, data, len, &parts[0]);
 }
 
 int shoal_reduce(shoal_ctx *ctx, int root, const void *in, void *out, size_t count,
@@ -143,6 +193,10 @@ int shoal_reduce(shoal_ctx *ctx, int root, const void *in, void *out, size_t cou
 {
     size_t size = shoal_coll_dtype_size((int)type);
 
+    if (ctx->redis != NULL)
+        return shoal_rt_redis_reduce(ctx->redis, root, in, out, count, type, op);
+    if (ctx->net != NULL)
+        return shoal_hcoll_reduce(ctx->net->hc, root, in, out, count, type, op);
     if (ctx->coll != NULL)
         return shoal_coll_reduce(ctx->coll, root, in, out, count, type, op);
     if (root != 0 || size == 0 || !op_valid(op) || (count > 0 && (in == NULL || out == NULL)))
@@ -158,6 +212,10 @@ int shoal_reduce(shoal_ctx *ctx, int root, const void *in, void *out, size_t cou
 int shoal_allreduce(shoal_ctx *ctx, const void *in, void *out, size_t count, shoal_dtype type,
                     shoal_op op)
 {
+    if (ctx->redis != NULL)
+        return shoal_rt_redis_allreduce(ctx->redis, in, out, count, type, op);
+    if (ctx->net != NULL)
+        return shoal_hcoll_allreduce(ctx->net->hc, in, out, count, type, op);
     if (ctx->coll != NULL)
         return shoal_coll_allreduce(ctx->coll, in, out, count, type, op);
     return shoal_reduce(ctx, 0, in, out, count, type, op);
@@ -165,10 +223,13 @@ int shoal_allreduce(shoal_ctx *ctx, const void *in, void *out, size_t count, sho
 
 int shoal_shuffle(shoal_ctx *ctx, const shoal_buf *send, shoal_buf *recv)
 {
+    if (ctx->redis != NULL)
+        return shoal_rt_redis_shuffle(ctx->redis, send, recv);
+    if (ctx->net != NULL)
+        return shoal_hcoll_shuffle(ctx->net->hc, send, recv);
     if (ctx->coll != NULL)
         return shoal_coll_shuffle(ctx->coll, send, recv);
-    if (send == NULL || recv == NULL)
+    if (send == NULL || recv == NULL || (send[0].data == NULL && send[0].len > 0))
         return -EINVAL;
-    recv[0] = send[0];
-    return 0;
+    return keep_copy(ctx, send[0].data, send[0].len, &recv[0]);
 }

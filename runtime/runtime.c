@@ -51,6 +51,10 @@ static void free_list(shoal_rt_selfmsg_t *m)
 void shoal_rt_reset(shoal_rt_ctx *ctx)
 {
     /* Left when its invocation ends (shoal_rt_run); this only covers an abandoned group. */
+    shoal_rt_redis_destroy(ctx->redis);
+    ctx->redis = NULL;
+    shoal_rt_net_destroy(ctx->net);
+    ctx->net = NULL;
     shoal_coll_destroy(ctx->coll);
     ctx->coll = NULL;
     free_list(ctx->selfq_head);
@@ -85,24 +89,58 @@ static int send_up(shoal_rt_ctx *ctx, uint16_t type, const struct iovec *iov, in
  * another -errno (this invocation cannot run). */
 static int group_join(shoal_rt_ctx *ctx, const shoal_msg_invoke_t *inv)
 {
+    /* A group spread over nodes: the node map (gsize uint16_t) follows the struct. */
+    union {
+        shoal_ctl_group_t g;
+        uint8_t b[sizeof(shoal_ctl_group_t) + 2 * SHOAL_CHANNEL_GROUP_MAX];
+    } msg;
+    uint16_t node_of[SHOAL_CHANNEL_GROUP_MAX];
     shoal_ctl_group_t g;
-    int fd = -1, nfds, err;
+    int fds[2] = {-1, -1}, nfds, err, want;
     ssize_t n;
 
-    n = shoal_channel_ctl_recv(ctx->ctl_fd, &g, sizeof(g), &fd, 1, &nfds);
+    n = shoal_channel_ctl_recv(ctx->ctl_fd, &msg, sizeof(msg), fds, 2, &nfds);
     if (n == 0)
         return -ECONNRESET;
+    memset(&g, 0, sizeof(g));
+    if (n >= (ssize_t)sizeof(g))
+        memcpy(&g, &msg, sizeof(g));
+    /* With SHOAL_GROUP_REDIS, the socket to Redis follows the arena. */
+    want = n >= (ssize_t)sizeof(g) && (g.flags & SHOAL_GROUP_REDIS) ? 2 : 1;
     if (n < 0) {
         err = (int)n;
-    } else if (n != (ssize_t)sizeof(g) || nfds != 1 || g.magic != SHOAL_CTL_MAGIC ||
-               g.type != SHOAL_CTL_GROUP || g.seq != inv->seq || g.size < 1 ||
-               g.size > SHOAL_ARENA_MAX_RANKS || g.rank < 0 || g.rank >= g.size) {
+    } else if ((size_t)n != shoal_rt_net_group_size(&g) || nfds != want ||
+               g.magic != SHOAL_CTL_MAGIC || g.type != SHOAL_CTL_GROUP || g.seq != inv->seq ||
+               g.size < 1 || g.size > SHOAL_ARENA_MAX_RANKS || g.rank < 0 || g.rank >= g.size) {
         err = -EPROTO;
     } else {
-        err = shoal_coll_create(&ctx->coll, fd, g.rank, g.size, g.deadline_ns);
+        err = shoal_coll_create(&ctx->coll, fds[0], g.rank, g.size, g.deadline_ns);
+        if (err == 0 && want == 1 && g.nnodes > 1) {
+            memcpy(node_of, msg.b + sizeof(g), 2 * (size_t)g.gsize);
+            err = shoal_rt_net_create(&ctx->net, ctx, ctx->coll, &g, node_of);
+        }
+        if (err == 0 && want == 2) {
+            shoal_rt_redis_opts_t o = {.fd = fds[1],
+                                       .rank = g.grank,
+                                       .size = g.gsize,
+                                       .group_id = g.group_id,
+                                       .deadline_ns = g.deadline_ns,
+                                       .arena = shoal_coll_arena(ctx->coll),
+                                       .arena_rank = g.rank,
+                                       .local = g.nnodes <= 1};
+            fds[1] = -1; /* taken, also on failure */
+            if (g.gsize < 1 || (unsigned)g.gsize > SHOAL_CHANNEL_GROUP_MAX || g.grank < 0 ||
+                g.grank >= g.gsize) {
+                close(o.fd);
+                err = -EPROTO;
+            } else {
+                err = shoal_rt_redis_create(&ctx->redis, &o);
+            }
+        }
     }
-    if (nfds > 0)
-        close(fd);
+    for (int i = 0; i < nfds && i < 2; i++)
+        if (fds[i] >= 0)
+            close(fds[i]);
     return err;
 }
 
@@ -115,6 +153,10 @@ static void group_leave(shoal_rt_ctx *ctx, int failed)
     if (failed)
         shoal_arena_abort(shoal_coll_arena(ctx->coll), shoal_coll_rank(ctx->coll),
                           SHOAL_ARENA_FAIL_LEFT);
+    shoal_rt_redis_destroy(ctx->redis);
+    ctx->redis = NULL;
+    shoal_rt_net_destroy(ctx->net);
+    ctx->net = NULL;
     shoal_coll_destroy(ctx->coll);
     ctx->coll = NULL;
 }
@@ -172,6 +214,9 @@ int shoal_rt_serve(shoal_rt_ctx *ctx, shoal_main_fn fn)
         if ((r = shoal_channel_recv(ctx->ch, &rec, ctx->rxbuf, sizeof(ctx->rxbuf))) < 0)
             return r;
         if (r == 0)
+            continue;
+        /* The answer to a cross-node transfer a rank gave up on (runtime/net.c): nobody waits. */
+        if (rec.type == SHOAL_MSG_XDONE)
             continue;
         if (rec.type != SHOAL_MSG_INVOKE || rec.len != sizeof(inv))
             return -EPROTO;
@@ -407,7 +452,7 @@ int shoal_rt_call(shoal_rt_ctx *ctx, const char *function, uint32_t group, const
         shoal_channel_wait_down(ctx->ch, ctx->spin_call_ns);
         if ((r = shoal_channel_recv(ctx->ch, &rec, ctx->rxbuf, sizeof(ctx->rxbuf))) < 0)
             return r;
-        if (r == 0)
+        if (r == 0 || rec.type == SHOAL_MSG_XDONE) /* XDONE: see shoal_rt_serve */
             continue;
         if (rec.type != SHOAL_MSG_CALL_DONE || rec.len < sizeof(done))
             return -EPROTO;

@@ -20,6 +20,8 @@
 #include "include/shoal.h"
 #include "transport/channel.h"
 #include "transport/coll.h"
+#include "runtime/redis.h"
+#include "runtime/net.h"
 
 typedef int (*shoal_main_fn)(shoal_ctx *ctx);
 
@@ -56,6 +58,11 @@ struct shoal_ctx {
     /* the group this invocation is a rank of (NULL outside a group): joined before shoal_main,
      * left after it returns */
     shoal_coll_t *coll;
+    /* with ?transport=redis: the collectives go through Redis instead (NULL otherwise) */
+    shoal_rt_redis_t *redis;
+    /* a group spread over several nodes: the hierarchical engine over coll (NULL otherwise, and
+     * always on one node, which keeps that path as it is) */
+    shoal_rt_net_t *net;
     /* collectives at size 1 */
     shoal_rt_selfmsg_t *selfq_head, *selfq_tail;
     shoal_rt_selfmsg_t *selfq_done; /* received, kept until the invocation ends */

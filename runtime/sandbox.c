@@ -22,7 +22,6 @@
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
-#include <sys/statvfs.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <termios.h>
@@ -31,6 +30,7 @@
 
 #include "common/trace.h"
 #include "common/util.h"
+#include "common/view.h"
 #include "transport/channel.h"
 
 #if defined(__SANITIZE_ADDRESS__)
@@ -87,21 +87,6 @@ struct ll_path_beneath_attr {
 #define SYS_landlock_create_ruleset 444
 #define SYS_landlock_add_rule 445
 #define SYS_landlock_restrict_self 446
-#endif
-#ifndef SYS_mount_setattr
-#define SYS_mount_setattr 442
-#endif
-#ifndef MOUNT_ATTR_RDONLY
-#define MOUNT_ATTR_RDONLY 0x00000001
-#define MOUNT_ATTR_NOSUID 0x00000002
-#define MOUNT_ATTR_NODEV 0x00000004
-#define MOUNT_ATTR_NOEXEC 0x00000008
-struct mount_attr {
-    uint64_t attr_set, attr_clr, propagation, userns_fd;
-};
-#endif
-#ifndef AT_RECURSIVE
-#define AT_RECURSIVE 0x8000
 #endif
 
 #ifndef SECBIT_NOROOT
@@ -645,61 +630,12 @@ static int take_uid(shoal_sandbox_t *sb)
     return 0;
 }
 
-/* Sets per-mount flags (MOUNT_ATTR_*) on path and the mounts below it. mount_setattr changes
- * only what it is told; the older MS_REMOUNT must repeat the flags the mount has locked (its
- * atime mode), which come from statvfs. */
-static int seal_mount(const char *path, uint64_t attrs)
-{
-    struct mount_attr a = {.attr_set = attrs};
-    unsigned long fl = MS_REMOUNT | MS_BIND;
-    struct statvfs sv;
-
-    if (syscall(SYS_mount_setattr, AT_FDCWD, path, AT_RECURSIVE, &a, sizeof(a)) == 0)
-        return 0;
-    if (errno != ENOSYS)
-        return -errno;
-    if (statvfs(path, &sv) < 0)
-        return -errno;
-    fl |= sv.f_flag & (ST_NOATIME | ST_NODIRATIME | ST_RELATIME | ST_NODEV | ST_NOEXEC);
-    fl |= (attrs & MOUNT_ATTR_RDONLY ? MS_RDONLY : 0) |
-          (attrs & MOUNT_ATTR_NOSUID ? MS_NOSUID : 0) | (attrs & MOUNT_ATTR_NODEV ? MS_NODEV : 0) |
-          (attrs & MOUNT_ATTR_NOEXEC ? MS_NOEXEC : 0);
-    return mount(NULL, path, NULL, fl, NULL) < 0 ? -errno : 0;
-}
-
-/* Binds the host's src at STAGE/src, read-only; dev: keep device nodes usable (and writable:
- * /dev/null), else nodev. A host path that does not exist is skipped. */
+/* Binds the host's src at STAGE/src (read-only; dev: a device node kept usable), with the helpers
+ * the controller's compile jail shares (common/view.h). A host path that does not exist is
+ * skipped. */
 static int bind_host(const char *src, int dev)
 {
-    char dst[256];
-    struct stat st;
-    int fd;
-
-    if (lstat(src, &st) < 0)
-        return errno == ENOENT ? 0 : -errno;
-    snprintf(dst, sizeof(dst), STAGE "%s", src);
-    if (S_ISLNK(st.st_mode)) {
-        /* /lib -> usr/lib on merged-/usr systems: the same link, resolved inside. */
-        char target[256];
-        ssize_t n = readlink(src, target, sizeof(target) - 1);
-        if (n < 0)
-            return -errno;
-        target[n] = '\0';
-        return symlink(target, dst) < 0 ? -errno : 0;
-    }
-    if (S_ISDIR(st.st_mode)) {
-        if (mkdir(dst, 0755) < 0 && errno != EEXIST)
-            return -errno;
-    } else {
-        if ((fd = open(dst, O_WRONLY | O_CREAT | O_CLOEXEC, 0644)) < 0)
-            return -errno;
-        close(fd);
-    }
-    if (mount(src, dst, NULL, MS_BIND | MS_REC, NULL) < 0)
-        return -errno;
-    if (dev)
-        return seal_mount(dst, MOUNT_ATTR_NOSUID | MOUNT_ATTR_NOEXEC);
-    return seal_mount(dst, MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV);
+    return shoal_view_bind(STAGE, src, NULL, dev ? SHOAL_VIEW_DEV : 0);
 }
 
 /* The stem's whole file system: a read-only tmpfs root with the shared libraries, the loader's

@@ -6,7 +6,7 @@ set -eu
 PKGS="build-essential pkg-config clang libuv1-dev libh2o-dev libssl-dev libjansson-dev
 liburing-dev libsqlite3-dev libcurl4-openssl-dev libseccomp-dev libcmocka-dev libvpx-dev
 libavcodec-dev libavformat-dev libswscale-dev libavutil-dev libhiredis-dev redis-server
-gnuplot-nox wrk ffmpeg curl libclang-rt-14-dev"
+gnuplot-nox wrk ffmpeg curl jq libclang-rt-14-dev"
 
 missing=""
 for p in $PKGS; do

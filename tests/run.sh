@@ -41,7 +41,7 @@ run_one() {
         # CI shows only the tail of the run: keep the first few lines that say why, for the end.
         {
             echo "-- $name (exit $rc):"
-            grep -m 6 -E '\[  (ERROR|FAILED) +\]|[Ff]ailure|error:|harness:|ERROR: |runtime error' "$log" |
+            grep -m 6 -E '\[  (ERROR|FAILED) +\]|error:|harness:|ERROR: |runtime error' "$log" |
                 grep -v '^\[  FAILED  \] [0-9]* test' | cut -c1-200
         } >>"$logdir/why"
     fi

@@ -433,6 +433,20 @@ int shoal_channel_decode_up(const shoal_channel_layout_t *lay, uint16_t type, co
                 return -EPROTO;
         return 0;
     }
+    case SHOAL_MSG_XSEND:
+    case SHOAL_MSG_XRECV: {
+        shoal_msg_xfer_t *x = &m->u.xfer;
+        if (len != sizeof(*x))
+            return -EPROTO;
+        memcpy(x, p, sizeof(*x));
+        /* The arena's bounds are the worker's group's to check; here only what is wrong in any
+         * group: a node index past the largest group, a range that wraps, a nonzero pad. */
+        if (x->node >= SHOAL_CHANNEL_GROUP_MAX || x->pad != 0 || x->len > UINT64_MAX - x->off)
+            return -EPROTO;
+        if (type == SHOAL_MSG_XRECV)
+            x->off = x->len = 0; /* ignored, as channel.h says */
+        return 0;
+    }
     default:
         return -EPROTO;
     }

@@ -185,6 +185,11 @@ typedef struct {
  * If the group fails (a rank on any node crashed, timed out or the deadline passed) the worker
  * aborts the arena (transport/arena.h), which wakes the rank; pending transfers then answer
  * XDONE with -ECONNABORTED.
+ * XDONE is one down-ring record, the struct alone, followed by the instance's doorbell as for
+ * CALL_DONE; its off is an offset from the start of the memfd, like XSEND's. Answered at once:
+ * -EINVAL outside a spread group, for a bad node or a range outside the data area; -ENOBUFS
+ * with 256 transfers of the rank already in flight (worker/group.h SHOAL_GROUP_XFERS_MAX).
+ * The worker's side: worker/group.c (shoal_group_xfer) over worker/peer.h.
  */
 typedef struct {
     uint64_t xseq; /* per instance, echoed in XDONE */

@@ -557,6 +557,15 @@ static const combine_fn combiners[5][4] = {
     [SHOAL_DOUBLE] = {sum_f64, prod_f64, min_f64, max_f64},
 };
 
+int shoal_coll_combine(void *acc, const void *src, size_t n, shoal_dtype type, shoal_op op)
+{
+    if (shoal_coll_dtype_size((int)type) == 0 || (unsigned)op > SHOAL_MAX)
+        return -EINVAL;
+    if (n > 0)
+        combiners[type][op](acc, src, n);
+    return 0;
+}
+
 /* Rank r's slice [lo, hi) of count elements: equal shares rounded up to whole cache lines. */
 static void slice(size_t count, size_t esz, int n, int r, size_t *lo, size_t *hi)
 {

@@ -90,6 +90,9 @@ void shoal_coll_destroy(shoal_coll_t *c);
 
 /* Bytes per element of a shoal_dtype; 0 for a value that is none. Pure; any thread. */
 size_t shoal_coll_dtype_size(int type);
+/* acc[i] = acc[i] op src[i] for n elements of type: the kernels of reduce, for other engines
+ * (runtime/redis.c) that must produce bit-identical results. -EINVAL for a bad type or op. Pure. */
+int shoal_coll_combine(void *acc, const void *src, size_t n, shoal_dtype type, shoal_op op);
 
 int shoal_coll_rank(const shoal_coll_t *c);
 int shoal_coll_size(const shoal_coll_t *c);

@@ -110,6 +110,11 @@ void shoal_frame_reader_destroy(shoal_frame_reader_t *r)
     free(r);
 }
 
+void shoal_frame_reader_set_max(shoal_frame_reader_t *r, uint32_t max_payload)
+{
+    r->max_payload = max_payload;
+}
+
 int shoal_frame_reader_feed(shoal_frame_reader_t *r, const uint8_t *buf, size_t len)
 {
     int err;

@@ -35,7 +35,12 @@
 #define SHOAL_FRAME_META_MAX (1u << 20)
 
 typedef enum {
-    /* worker -> controller, first frame. meta {"node","slots","pid","protocol":1}. */
+    /* worker -> controller, first frame. meta {"node","slots","pid","protocol":1,"key"}. "key" is
+     * the cluster key (the controller's HOME/cluster.key; common/secret.h): a HELLO without it or
+     * with a wrong one is answered with ERROR and the connection closed. Until a valid HELLO, a
+     * frame's payload may be at most 64 KiB and the HELLO must come within 5 s of connecting.
+     * Optional "peer":"IPV4:PORT": where other workers reach this one for groups spread over
+     * nodes (worker/peer.h); a worker without it takes no part in them. */
     SHOAL_FRAME_HELLO = 1,
     /* controller -> worker, answer to HELLO. meta {"worker_id", "functions":[fn...]}: the whole
      * current function table. Optional "max_body": the controller's largest input/output in
@@ -58,15 +63,30 @@ typedef enum {
      * in logs; "ranks" (optional, default all) are the ranks this worker hosts - today it must be
      * all of them, 0..N-1, so N is also bounded by the worker's slots, by the function's
      * max_instances and by 256 (SHOAL_ARENA_MAX_RANKS); "transport" (optional) is how the ranks
-     * exchange data: "shm", one shared arena on this node, is the only one. The worker takes all
-     * N instances or none: RESULT kind "overload" if it cannot now, "internal" for a group it
+     * exchange data: "shm", one shared arena on this node, or "redis" (the object-store
+     * baseline, runtime/redis.h), which then comes with "redis":"IP:PORT" (numeric, resolved by
+     * the controller from its --redis): the worker gives each rank a socket connecting there and
+     * the first 16 hex digits of "id" as the group id that namespaces the keys. The worker takes
+     * all N instances or none: RESULT kind "overload" if it cannot now, "internal" for a group it
      * cannot take at all (other ranks, other transport, malformed). It answers with ONE RESULT:
      * rank 0's output, status and headers when every rank succeeded, else the failure of the rank
      * that caused the group to fail, named in the message ("rank 3 crashed: killed by signal 11
      * (SIGSEGV)", "rank 2 exceeded the timeout of 1000 ms", "rank 1 failed: <its error>", "rank 1
      * returned from shoal_main while other ranks still waited for it"), with that failure's kind.
      * The group's deadline is "timeout_ms"; once a rank failed the others get about a second
-     * (SHOAL_GROUP_GRACE_MS) to return before they are killed, and the RESULT comes after. */
+     * (SHOAL_GROUP_GRACE_MS) to return before they are killed, and the RESULT comes after.
+     * Groups spread over several nodes: the controller sends each node its part, an INVOKE whose
+     * "group" also has "nodes":[{"node":name,"peer":"IPV4:PORT"},...] (2..256 nodes, in node
+     * index order), "node_of":[k,...] (the node index of every global rank, size entries; every
+     * node has at least one rank), "me":k (this node's index), "group_id":"<1..16 hex digits>"
+     * (nonzero, the same on every node: it labels the group's peer traffic) and "transport":"tcp";
+     * "ranks", if present, must be exactly this node's global ranks in increasing order. Each
+     * node runs its ranks in a local arena whose ranks are its global ranks in increasing order
+     * (SHOAL_CTL_GROUP carries the global view) and its workers move data between the arenas
+     * (worker/peer.h). Each node answers its own RESULT: the node holding rank 0 its output, the
+     * others an empty one; a failure names the global rank. A node that fails (a rank failed, the
+     * deadline, or it cannot start its ranks) tells the other nodes at once (peer ABORT), so that
+     * every part ends promptly with the same message. */
     SHOAL_FRAME_INVOKE = 5,
     /* worker -> controller: how an INVOKE ended. id = the INVOKE's id.
      * meta {"ok":bool, "status":int (set by the function, optional), "headers":{name:value},
@@ -133,6 +153,9 @@ typedef int (*shoal_frame_cb)(void *opaque, const shoal_frame_hdr *hdr, const ui
 shoal_frame_reader_t *shoal_frame_reader_create(uint32_t max_payload, shoal_frame_cb cb,
                                                 void *opaque);
 void shoal_frame_reader_destroy(shoal_frame_reader_t *r);
+/* Changes the largest payload accepted from the next frame header on (the controller allows
+ * small frames only until a worker has authenticated). */
+void shoal_frame_reader_set_max(shoal_frame_reader_t *r, uint32_t max_payload);
 /* Consumes len bytes; 0, a decode error from shoal_frame_decode_hdr, -ENOMEM, or the callback's
  * nonzero return. After an error the reader must not be fed again. */
 int shoal_frame_reader_feed(shoal_frame_reader_t *r, const uint8_t *buf, size_t len);

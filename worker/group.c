@@ -14,12 +14,17 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "common/trace.h"
 #include "common/util.h"
 #include "transport/arena.h"
 #include "transport/coll.h"
+#include "worker/peer.h"
 #include "worker/proc.h"
 
 enum {
@@ -35,10 +40,19 @@ enum { G_RUNNING, G_FAILING, G_ENDED };
 typedef struct {
     shoal_inst_t *inst; /* while the rank has not ended */
     int state;
+    unsigned xfers;    /* its cross-node transfers in flight */
     uint64_t fail_seq; /* order in which failures were seen; 0 = none */
     char kind[16];
     char *msg;
+    int redis_fd1; /* ?transport=redis: the rank's socket to Redis + 1 until it is sent; 0 = none */
 } shoal_group_rank_t;
+
+/* A cross-node transfer of a rank in flight: its XDONE is owed once the peer calls back. */
+typedef struct xfer {
+    struct xfer *prev, *next;
+    shoal_group_t *g;
+    uint64_t inst_uid, inv_seq, xseq;
+} xfer_t;
 
 struct shoal_group {
     shoal_worker_t *w;
@@ -54,13 +68,26 @@ struct shoal_group {
     uint64_t start_ns;
     uint64_t deadline_ns; /* the arena's, kept here: the copy in the arena is writable by ranks */
     uint64_t input_len;
+    uint64_t data_size; /* the arena's data capacity */
+    uint32_t memory_mb; /* the function's */
     shoal_arena_t *arena;
     uv_timer_t timer; /* the deadline, then the grace period after a failure */
     int phase;
     uint64_t fail_count;
     /* a failure that is no rank's (the connection was lost) */
     char gkind[16];
-    char gmsg[128];
+    char gmsg[SHOAL_PEER_ABORT_MAX + 1];
+    int remote_failed; /* gkind/gmsg came from another node of a spread group */
+    /* A group spread over several nodes (peer.h); granks is NULL for a group on this node only.
+     * The arena's ranks (0..size-1) are this node's global ranks in increasing order. */
+    int gsize;
+    int *granks;       /* local rank -> global rank */
+    uint16_t *node_of; /* gsize entries */
+    uint32_t nnodes, me;
+    uint64_t group_id;
+    shoal_peer_group_t *pg;
+    xfer_t *xfers;
+    int deadline_deferred; /* the deadline came while ranks here waited for other nodes */
     /* rank 0's answer, while RANK_HOLD */
     uint32_t status;
     char *hdrs;
@@ -71,6 +98,92 @@ struct shoal_group {
 
 static void on_timer(uv_timer_t *t);
 
+/* The global rank of local rank r: what every message names. */
+/* ---- warm arenas (see SHOAL_GROUP_SPARES) ---- */
+
+typedef struct shoal_group_spare {
+    struct shoal_group_spare *next; /* most recently kept first */
+    char fn[SHOAL_NAME_MAX + 1];
+    int nranks;
+    uint64_t data_size;
+    uint64_t since_ms;
+    shoal_arena_t *arena;
+} spare_t;
+
+void shoal_group_spares_expire(shoal_worker_t *w, uint64_t now_ms, uint64_t keep_ms)
+{
+    spare_t **pp = &w->spares, *s;
+
+    while ((s = *pp) != NULL) {
+        if (keep_ms != 0 && now_ms < s->since_ms + keep_ms) {
+            pp = &s->next;
+            continue;
+        }
+        *pp = s->next;
+        shoal_arena_destroy(s->arena);
+        free(s);
+    }
+}
+
+/* A kept arena for n ranks of fn with data_size bytes, re-armed with deadline_ns; NULL if none. */
+static shoal_arena_t *spare_take(shoal_worker_t *w, const char *fn, int n, uint64_t data_size,
+                                 uint64_t deadline_ns)
+{
+    for (spare_t **pp = &w->spares, *s; (s = *pp) != NULL; pp = &s->next) {
+        shoal_arena_t *a = s->arena;
+        if (s->nranks != n || s->data_size != data_size || strcmp(s->fn, fn) != 0)
+            continue;
+        *pp = s->next;
+        free(s);
+        shoal_arena_set_deadline(a, deadline_ns);
+        return a;
+    }
+    return NULL;
+}
+
+/* Keeps the arena of group g, which ended well on this node alone, for the next group of its
+ * function (replacing any arena kept for that function before); destroys it when it cannot be
+ * kept. Every rank has unmapped it (they do before their DONE) and no transfer uses it. The pages
+ * kept stay charged to the cgroups of the instances that first wrote them, so at most a quarter
+ * of the function's memory limit is kept: its instances keep the rest of their budget. */
+static void spare_keep(shoal_group_t *g)
+{
+    shoal_worker_t *w = g->w;
+    uint64_t keep = ((uint64_t)g->memory_mb << 20) / 4;
+    spare_t *fresh, *s, **pp;
+    int kept = 1;
+
+    if (keep > SHOAL_GROUP_SPARE_KEEP)
+        keep = SHOAL_GROUP_SPARE_KEEP;
+    if ((fresh = calloc(1, sizeof(*fresh))) == NULL || shoal_arena_reset(g->arena, 0, keep) < 0) {
+        free(fresh);
+        shoal_arena_destroy(g->arena);
+        return;
+    }
+    snprintf(fresh->fn, sizeof(fresh->fn), "%s", g->fn);
+    fresh->nranks = g->size;
+    fresh->data_size = g->data_size;
+    fresh->since_ms = shoal_util_now_ms();
+    fresh->arena = g->arena;
+    /* One per function, SHOAL_GROUP_SPARES in all: the oldest go. */
+    for (pp = &w->spares; (s = *pp) != NULL;) {
+        if (strcmp(s->fn, g->fn) != 0 && ++kept <= SHOAL_GROUP_SPARES) {
+            pp = &s->next;
+            continue;
+        }
+        *pp = s->next;
+        shoal_arena_destroy(s->arena);
+        free(s);
+    }
+    fresh->next = w->spares;
+    w->spares = fresh;
+}
+
+static int gr(const shoal_group_t *g, int r)
+{
+    return g->granks != NULL && r >= 0 && r < g->size ? g->granks[r] : r;
+}
+
 /* ---- ending ---- */
 
 static void on_closed(uv_handle_t *h)
@@ -80,6 +193,8 @@ static void on_closed(uv_handle_t *h)
     for (int r = 0; r < g->size; r++)
         free(g->ranks[r].msg);
     free(g->hdrs);
+    free(g->granks);
+    free(g->node_of);
     free(g);
 }
 
@@ -90,6 +205,9 @@ static void release(shoal_group_t *g, int r)
     shoal_inst_t *inst = g->ranks[r].inst;
     shoal_worker_t *w = g->w;
 
+    if (g->ranks[r].redis_fd1 > 0)
+        close(g->ranks[r].redis_fd1 - 1);
+    g->ranks[r].redis_fd1 = 0;
     g->ranks[r].inst = NULL;
     if (inst == NULL)
         return;
@@ -158,18 +276,26 @@ static void answer_failure(shoal_group_t *g, int who, int why)
             pick = who;
         } else if (why == SHOAL_ARENA_FAIL_LEFT && g->ranks[who].state == RANK_OK) {
             snprintf(left, sizeof(left),
-                     "rank %d returned from shoal_main while other ranks still waited for it", who);
+                     "rank %d returned from shoal_main while other ranks still waited for it",
+                     gr(g, who));
             kind = "function";
             msg = left;
         }
     }
+    /* Another node failed first: its message names the rank (the ranks here merely saw their
+     * collectives aborted). */
+    if (g->remote_failed)
+        msg = left;
     if (pick < 0 && msg != left) {
         for (int r = 0; r < g->size; r++)
             if (g->ranks[r].fail_seq != 0 &&
                 (pick < 0 || g->ranks[r].fail_seq < g->ranks[pick].fail_seq))
                 pick = r;
     }
-    if (pick >= 0) {
+    if (g->remote_failed) {
+        kind = g->gkind;
+        msg = g->gmsg;
+    } else if (pick >= 0) {
         kind = g->ranks[pick].kind;
         msg = g->ranks[pick].msg != NULL ? g->ranks[pick].msg : "a rank failed";
     }
@@ -191,16 +317,31 @@ static void answer_failure(shoal_group_t *g, int who, int why)
 static void end(shoal_group_t *g)
 {
     shoal_worker_t *w = g->w;
-    int who = -1, why = 0;
+    int who = -1, why = 0, ok;
 
     g->phase = G_ENDED;
     uv_timer_stop(&g->timer);
-    /* The arena goes first: once the answer is out, nothing of the group is left. */
+    /* The peer's callbacks stop here; what the kernel still sends from the arena keeps the
+     * peer's own mapping until it is done. */
+    if (g->pg != NULL)
+        shoal_peer_group_close(g->pg);
+    g->pg = NULL;
+    while (g->xfers != NULL) {
+        xfer_t *x = g->xfers;
+        g->xfers = x->next;
+        free(x);
+    }
+    /* The arena goes first: once the answer is out, nothing of the group is left (but a warm
+     * arena of this function, re-armed, which only its next group can see). */
     if (!shoal_arena_failure(g->arena, &who, &why))
         who = -1;
-    shoal_arena_destroy(g->arena);
+    ok = g->fail_count == 0 && g->gkind[0] == '\0' && g->ranks[0].state == RANK_HOLD;
+    if (ok && who < 0 && g->granks == NULL)
+        spare_keep(g);
+    else
+        shoal_arena_destroy(g->arena);
     g->arena = NULL;
-    if (g->fail_count == 0 && g->gkind[0] == '\0' && g->ranks[0].state == RANK_HOLD)
+    if (ok)
         answer_ok(g);
     else
         answer_failure(g, who, why);
@@ -228,6 +369,28 @@ static void check_end(shoal_group_t *g)
     end(g);
 }
 
+/* A spread group failed here: every other node is told why ("kind\0message"), so that its ranks
+ * stop waiting and its answer names the same rank. Pending transfers end -ECONNABORTED. */
+static void tell_peers(shoal_group_t *g, int rank)
+{
+    char buf[SHOAL_PEER_ABORT_MAX];
+    const char *kind = g->gkind, *msg = g->gmsg;
+    int n;
+
+    if (g->pg == NULL)
+        return;
+    if (!g->remote_failed && rank >= 0 && rank < g->size && g->ranks[rank].fail_seq != 0) {
+        kind = g->ranks[rank].kind;
+        msg = g->ranks[rank].msg != NULL ? g->ranks[rank].msg : "a rank failed";
+    }
+    if (kind[0] == '\0') {
+        kind = "internal";
+        msg = "the group failed";
+    }
+    n = snprintf(buf, sizeof(buf), "%s%c%s", kind, 0, msg);
+    shoal_peer_abort(g->pg, buf, n < (int)sizeof(buf) ? (size_t)n : sizeof(buf) - 1);
+}
+
 /* The first failure aborts the arena: every rank blocked in (or entering) a collective returns
  * -ECONNABORTED. Ranks that have not started are let go; running ones get a grace period. */
 static void fail_group(shoal_group_t *g, int rank, int reason)
@@ -238,6 +401,7 @@ static void fail_group(shoal_group_t *g, int rank, int reason)
         return;
     g->phase = G_FAILING;
     shoal_arena_abort(g->arena, rank, reason);
+    tell_peers(g, rank);
     for (int r = 0; r < g->size; r++) {
         switch (g->ranks[r].state) {
         case RANK_PENDING:
@@ -318,9 +482,17 @@ static void on_timer(uv_timer_t *t)
     shoal_worker_t *w = g->w;
     int r;
 
+    if (g->phase == G_RUNNING && g->xfers != NULL && !g->deadline_deferred) {
+        /* A spread group whose ranks here wait for another node's data is not held up here: the
+         * node that holds it up (none of its ranks waits for a transfer) names the laggard and
+         * tells us. We only step in if it does not, shortly after. */
+        g->deadline_deferred = 1;
+        uv_timer_start(&g->timer, on_timer, SHOAL_GROUP_DEFER_MS, 0);
+        return;
+    }
     if (g->phase == G_RUNNING) {
         r = laggard(g);
-        record(g, r, "timeout", "rank %d exceeded the timeout of %u ms", r, g->timeout_ms);
+        record(g, r, "timeout", "rank %d exceeded the timeout of %u ms", gr(g, r), g->timeout_ms);
     } else if (g->phase == G_FAILING) {
         /* The grace period is over. Killing a rank ends it (shoal_group_rank_failed). */
         for (r = 0; r < g->size; r++)
@@ -332,6 +504,98 @@ static void on_timer(uv_timer_t *t)
 }
 
 /* ---- hooks from instance.c ---- */
+
+/* The group's 64-bit id for the ranks (it namespaces their Redis keys): the first 16 hex digits
+ * of its id, which the controller draws at random per invocation. */
+static uint64_t group_id(const shoal_group_t *g)
+{
+    char hex[17] = {0};
+
+    if (g->group_id != 0)
+        return g->group_id; /* a spread group's, the same on every node */
+    memcpy(hex, g->id, strnlen(g->id, 16));
+    return strtoull(hex, NULL, 16);
+}
+
+/* Sends the GROUP message with the arena fd and, with ?transport=redis, the rank's socket to
+ * Redis, which the rank owns from then on. */
+static int send_group(shoal_group_t *g, shoal_inst_t *inst, shoal_ctl_group_t *m, int arena_fd)
+{
+    shoal_group_rank_t *k = &g->ranks[inst->rank];
+    int fds[2] = {arena_fd, k->redis_fd1 - 1}, err;
+    union {
+        shoal_ctl_group_t m;
+        uint8_t b[sizeof(shoal_ctl_group_t) + SHOAL_CHANNEL_GROUP_MAX * sizeof(uint16_t)];
+    } u;
+    size_t len = sizeof(*m);
+
+    _Static_assert(sizeof(u) <= SHOAL_CTL_MSG_MAX, "GROUP with its node map fits a message");
+    if (k->redis_fd1 > 0)
+        m->flags |= SHOAL_GROUP_REDIS;
+    if (g->granks != NULL) {
+        /* Spread over nodes: the whole group and the node of every global rank follow. */
+        m->grank = g->granks[inst->rank];
+        m->gsize = g->gsize;
+        m->nnodes = g->nnodes;
+        m->node = g->me;
+        memcpy(u.b + sizeof(*m), g->node_of, (size_t)g->gsize * sizeof(uint16_t));
+        len += (size_t)g->gsize * sizeof(uint16_t);
+    }
+    memcpy(u.b, m, sizeof(*m));
+    if ((err = shoal_proc_send_fds(inst->ctl_fd, u.b, len, fds, k->redis_fd1 > 0 ? 2 : 1)) < 0)
+        return err;
+    if (k->redis_fd1 > 0)
+        close(k->redis_fd1 - 1);
+    k->redis_fd1 = 0;
+    return 0;
+}
+
+/* A TCP socket connecting (non-blocking: the loop never waits for Redis) to addr, "IPV4:PORT" or
+ * "[IPV6]:PORT" as the controller renders it; the rank finishes the connect. 0 or -errno. */
+static int redis_socket(const char *addr, int *out)
+{
+    struct sockaddr_storage ss;
+    const char *colon = strrchr(addr, ':');
+    char host[64];
+    size_t hlen = colon != NULL ? (size_t)(colon - addr) : 0;
+    uint64_t port;
+    int fd, one = 1;
+
+    memset(&ss, 0, sizeof(ss));
+    if (colon == NULL || hlen == 0 || hlen >= sizeof(host) ||
+        shoal_util_parse_u64(colon + 1, strlen(colon + 1), 1, 65535, &port) < 0)
+        return -EINVAL;
+    if (addr[0] == '[' && hlen >= 2 && addr[hlen - 1] == ']') {
+        struct sockaddr_in6 *a = (struct sockaddr_in6 *)&ss;
+        memcpy(host, addr + 1, hlen - 2);
+        host[hlen - 2] = '\0';
+        a->sin6_family = AF_INET6;
+        a->sin6_port = htons((uint16_t)port);
+        if (inet_pton(AF_INET6, host, &a->sin6_addr) != 1)
+            return -EINVAL;
+    } else {
+        struct sockaddr_in *a = (struct sockaddr_in *)&ss;
+        memcpy(host, addr, hlen);
+        host[hlen] = '\0';
+        a->sin_family = AF_INET;
+        a->sin_port = htons((uint16_t)port);
+        if (inet_pton(AF_INET, host, &a->sin_addr) != 1)
+            return -EINVAL;
+    }
+    if ((fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0)) < 0)
+        return -errno;
+    (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    if (connect(fd, (struct sockaddr *)&ss,
+                ss.ss_family == AF_INET ? sizeof(struct sockaddr_in)
+                                        : sizeof(struct sockaddr_in6)) < 0 &&
+        errno != EINPROGRESS) {
+        int err = -errno;
+        close(fd);
+        return err;
+    }
+    *out = fd;
+    return 0;
+}
 
 int shoal_group_start_rank(shoal_inst_t *inst, uint64_t seq)
 {
@@ -351,11 +615,106 @@ int shoal_group_start_rank(shoal_inst_t *inst, uint64_t seq)
     m.grank = inst->rank;
     m.gsize = g->size;
     m.nnodes = 1;
+    m.group_id = group_id(g);
     fd = shoal_arena_fd(g->arena);
-    if ((err = shoal_proc_send_fds(inst->ctl_fd, &m, sizeof(m), &fd, 1)) < 0)
+    if ((err = send_group(g, inst, &m, fd)) < 0)
         return err;
     g->ranks[inst->rank].state = RANK_RUNNING;
     return 0;
+}
+
+/* Answers a rank's XSEND or XRECV (XDONE on its down ring, like CALL_DONE). */
+static void xdone(shoal_inst_t *inst, uint64_t xseq, int err, uint64_t off, uint64_t len)
+{
+    shoal_msg_xdone_t d = {.xseq = xseq, .err = err, .off = off, .len = len};
+    struct iovec iov = {&d, sizeof(d)};
+    int r;
+
+    if ((r = shoal_channel_send(&inst->ch, SHOAL_MSG_XDONE, &iov, 1)) < 0) {
+        /* The down ring is full: the rank ignores its own answers. */
+        shoal_inst_fail(inst, "internal", "instance channel broken: %s", strerror(-r));
+        shoal_inst_kill(inst);
+        return;
+    }
+    shoal_channel_wake_instance(&inst->ch);
+}
+
+static void on_xfer_done(void *arg, int err, uint64_t off, uint64_t len)
+{
+    xfer_t *x = arg;
+    shoal_group_t *g = x->g;
+    shoal_inst_t *inst = shoal_inst_by_uid(g->w, x->inst_uid);
+
+    if (x->prev != NULL)
+        x->prev->next = x->next;
+    else
+        g->xfers = x->next;
+    if (x->next != NULL)
+        x->next->prev = x->prev;
+    /* Only to the same rank in the same invocation: an instance may have moved on. */
+    if (inst != NULL && inst->group == g && inst->seq == x->inv_seq &&
+        inst->phase == SHOAL_PH_READY) {
+        g->ranks[inst->rank].xfers--;
+        xdone(inst, x->xseq, err, off, len);
+    }
+    free(x);
+}
+
+void shoal_group_xfer(shoal_inst_t *inst, int type, const shoal_msg_xfer_t *m)
+{
+    shoal_group_t *g = inst->group;
+    xfer_t *x;
+    int err;
+
+    if (g == NULL || g->pg == NULL) {
+        xdone(inst, m->xseq, -EINVAL, 0, 0); /* not a rank of a spread group */
+        return;
+    }
+    if (g->phase != G_RUNNING) {
+        xdone(inst, m->xseq, -ECONNABORTED, 0, 0);
+        return;
+    }
+    /* Each costs a record and, answered, a slot of the down ring: bounded per rank. */
+    if (g->ranks[inst->rank].xfers >= SHOAL_GROUP_XFERS_MAX ||
+        (x = calloc(1, sizeof(*x))) == NULL) {
+        xdone(inst, m->xseq, -ENOBUFS, 0, 0);
+        return;
+    }
+    x->g = g;
+    x->inst_uid = inst->uid;
+    x->inv_seq = inst->seq;
+    x->xseq = m->xseq;
+    err = type == SHOAL_MSG_XSEND
+              ? shoal_peer_send(g->pg, m->node, m->tag, m->off, m->len, on_xfer_done, x)
+              : shoal_peer_recv(g->pg, m->node, m->tag, on_xfer_done, x);
+    if (err < 0) {
+        free(x);
+        xdone(inst, m->xseq, err, 0, 0);
+        return;
+    }
+    x->next = g->xfers;
+    if (g->xfers != NULL)
+        g->xfers->prev = x;
+    g->xfers = x;
+    g->ranks[inst->rank].xfers++;
+}
+
+void shoal_group_peer_gone(shoal_worker_t *w)
+{
+    for (shoal_group_t *g = w->groups; g != NULL; g = g->next) {
+        if (g->pg == NULL)
+            continue;
+        snprintf(g->gkind, sizeof(g->gkind), "internal");
+        snprintf(g->gmsg, sizeof(g->gmsg), "worker %s is shutting down", w->cfg.node);
+        fail_group(g, -1, SHOAL_ARENA_FAIL_CANCELLED);
+        shoal_peer_group_close(g->pg);
+        g->pg = NULL;
+        while (g->xfers != NULL) {
+            xfer_t *x = g->xfers;
+            g->xfers = x->next;
+            free(x);
+        }
+    }
 }
 
 void shoal_group_rank_done(shoal_inst_t *inst, int ok, const char *kind, const char *msg,
@@ -379,7 +738,8 @@ void shoal_group_rank_done(shoal_inst_t *inst, int ok, const char *kind, const c
             g->hdrs_len = hdrs_len;
         }
         g->status = status;
-        g->out_len = out_len;
+        /* Only the part that holds global rank 0 answers with an output. */
+        g->out_len = g->granks == NULL || g->granks[0] == 0 ? out_len : 0;
         g->ranks[0].state = RANK_HOLD;
     } else if (ok) {
         g->ranks[r].state = RANK_OK;
@@ -387,7 +747,7 @@ void shoal_group_rank_done(shoal_inst_t *inst, int ok, const char *kind, const c
     } else {
         g->ranks[r].state = RANK_FAILED;
         release(g, r);
-        record(g, r, kind, "rank %d failed: %.*s", r, (int)msg_len, msg);
+        record(g, r, kind, "rank %d failed: %.*s", gr(g, r), (int)msg_len, msg);
     }
     check_end(g);
 }
@@ -406,9 +766,10 @@ void shoal_group_rank_failed(shoal_inst_t *inst, const char *kind, const char *m
     /* The instance's own words with the rank as subject: "function crashed: killed by signal 11
      * (SIGSEGV)" becomes "rank 3 crashed: killed by signal 11 (SIGSEGV)". */
     if (len > sizeof(fn) - 1 && memcmp(msg, fn, sizeof(fn) - 1) == 0)
-        record(g, r, kind, "rank %d %.*s", r, (int)(len - (sizeof(fn) - 1)), msg + sizeof(fn) - 1);
+        record(g, r, kind, "rank %d %.*s", gr(g, r), (int)(len - (sizeof(fn) - 1)),
+               msg + sizeof(fn) - 1);
     else
-        record(g, r, kind, "rank %d failed: %.*s", r, (int)len, msg);
+        record(g, r, kind, "rank %d failed: %.*s", gr(g, r), (int)len, msg);
     check_end(g);
 }
 
@@ -455,6 +816,46 @@ static int can_host(shoal_worker_t *w, shoal_pool_t *pool, unsigned n, char *why
     return 1;
 }
 
+/* A group spread over several nodes, as its INVOKE describes it (frame.h). */
+typedef struct spread {
+    unsigned gsize;
+    uint32_t nnodes, me;
+    uint64_t group_id;
+    int *granks;       /* this node's global ranks, increasing; malloc'd, taken by create */
+    uint16_t *node_of; /* gsize entries; malloc'd, taken by create */
+    const char *addrs[SHOAL_PEER_CONN_MAX];
+} spread_t;
+
+static void spread_free(spread_t *sp)
+{
+    free(sp->granks);
+    free(sp->node_of);
+    sp->granks = NULL;
+    sp->node_of = NULL;
+}
+
+/* Another node failed the group, or the connection to one was lost: msg is "kind\0message"
+ * from its ABORT, or the peer's own words. */
+static void on_peer_abort(void *opaque, uint32_t src, const char *msg, size_t len)
+{
+    shoal_group_t *g = opaque;
+    size_t klen = strnlen(msg, len);
+
+    if (g->phase != G_RUNNING)
+        return;
+    g->remote_failed = 1;
+    if (klen < len && klen < sizeof(g->gkind) && klen > 0) {
+        snprintf(g->gkind, sizeof(g->gkind), "%.*s", (int)klen, msg);
+        snprintf(g->gmsg, sizeof(g->gmsg), "%.*s", (int)(len - klen - 1), msg + klen + 1);
+    } else {
+        snprintf(g->gkind, sizeof(g->gkind), "internal");
+        snprintf(g->gmsg, sizeof(g->gmsg), "node %u: %.*s", src, (int)len, msg);
+    }
+    SHOAL_INFO("group %s: failed on node %u: %s", g->id, src, g->gmsg);
+    fail_group(g, -1, SHOAL_ARENA_FAIL_CANCELLED);
+    check_end(g);
+}
+
 /* What a new group is for: the answer's destination and the invocation's parameters. */
 typedef struct {
     int kind;
@@ -466,6 +867,8 @@ typedef struct {
     uint32_t depth;
     uint64_t left_ms;
     uint64_t input_len;
+    const char *redis;     /* ?transport=redis: the Redis server's "IP:PORT", else NULL */
+    struct spread *spread; /* a group spread over several nodes, else NULL */
 } group_spec_t;
 
 /* Takes n instances of pool and creates the group, linked in w->groups with its timer running.
@@ -503,9 +906,12 @@ static shoal_group_t *create(shoal_worker_t *w, shoal_pool_t *pool, unsigned n,
     g->start_ns = shoal_util_now_ns();
     g->input_len = s->input_len;
     g->deadline_ns = g->start_ns + (s->left_ms + SHOAL_GROUP_DEADLINE_SLACK_MS) * 1000000u;
-    if ((err = shoal_arena_create(&g->arena, (int)n,
-                                  shoal_channel_group_data((int)n, pool->fn.memory_mb),
-                                  g->deadline_ns)) < 0) {
+    g->memory_mb = pool->fn.memory_mb;
+    g->data_size = shoal_channel_group_data((int)n, pool->fn.memory_mb);
+    if (s->spread == NULL &&
+        (g->arena = spare_take(w, g->fn, (int)n, g->data_size, g->deadline_ns)) != NULL)
+        err = 0;
+    else if ((err = shoal_arena_create(&g->arena, (int)n, g->data_size, g->deadline_ns)) < 0) {
         snprintf(why, len, "cannot create the group's shared memory: %s", strerror(-err));
         free(g);
         return NULL;
@@ -548,6 +954,47 @@ static shoal_group_t *create(shoal_worker_t *w, shoal_pool_t *pool, unsigned n,
                  pool->fn.name);
         goto undo;
     }
+    /* ?transport=redis: functions may not open sockets, so each rank gets one from us. */
+    for (unsigned r = 0; s->redis != NULL && r < n; r++) {
+        int fd = -1;
+        if ((err = redis_socket(s->redis, &fd)) < 0) {
+            snprintf(why, len, "cannot connect to Redis at %s: %s", s->redis, strerror(-err));
+            goto undo;
+        }
+        g->ranks[r].redis_fd1 = fd + 1;
+    }
+    if (s->spread != NULL) {
+        spread_t *sp = s->spread;
+        if (w->peer == NULL) {
+            snprintf(why, len,
+                     "worker %s has no peer transport (io_uring) for groups spread over "
+                     "nodes",
+                     w->cfg.node);
+            goto undo;
+        }
+        err = shoal_peer_group_open(w->peer,
+                                    &(shoal_peer_group_spec_t){.group_id = sp->group_id,
+                                                               .arena = g->arena,
+                                                               .me = sp->me,
+                                                               .nnodes = sp->nnodes,
+                                                               .addrs = sp->addrs,
+                                                               .on_abort = on_peer_abort,
+                                                               .opaque = g},
+                                    &g->pg);
+        if (err < 0) {
+            snprintf(why, len, "worker %s cannot join the group's transfers: %s", w->cfg.node,
+                     strerror(-err));
+            goto undo;
+        }
+        g->gsize = (int)sp->gsize;
+        g->nnodes = sp->nnodes;
+        g->me = sp->me;
+        g->group_id = sp->group_id;
+        g->granks = sp->granks;
+        g->node_of = sp->node_of;
+        sp->granks = NULL;
+        sp->node_of = NULL;
+    }
     shoal_worker_replenish(w);
     g->next = w->groups;
     if (w->groups != NULL)
@@ -563,6 +1010,8 @@ undo:
     for (unsigned r = 0; r < got; r++)
         release(g, (int)r);
     shoal_worker_replenish(w);
+    if (g->pg != NULL)
+        shoal_peer_group_close(g->pg);
     shoal_arena_destroy(g->arena);
     free(g);
     return NULL;
@@ -618,7 +1067,8 @@ static int parse_group(shoal_worker_t *w, const json_t *gj, unsigned *size, cons
     if (*id == NULL)
         *id = "";
     *size = (unsigned)json_integer_value(sz);
-    if (transport != NULL && strcmp(transport, "shm") != 0) {
+    if (transport != NULL && strcmp(transport, "shm") != 0 &&
+        (strcmp(transport, "redis") != 0 || !json_is_string(json_object_get(gj, "redis")))) {
         snprintf(why, len, "worker %s: group transport \"%.32s\" is not supported", w->cfg.node,
                  transport);
         return -1;
@@ -646,16 +1096,147 @@ static int parse_group(shoal_worker_t *w, const json_t *gj, unsigned *size, cons
     return 0;
 }
 
+/* Whether s is 1..max hex digits. */
+static int is_hex(const char *s, size_t max)
+{
+    size_t n = s != NULL ? strlen(s) : 0;
+    return n > 0 && n <= max && strspn(s, "0123456789abcdefABCDEF") == n;
+}
+
+/* Parses the "group" of an INVOKE for a group spread over several nodes (it has "nodes"): 0 with
+ * sp filled and *n this node's ranks, or -1 with the answer in kind/why (sp then holds nothing to
+ * free). */
+static int parse_spread(shoal_worker_t *w, const json_t *gj, spread_t *sp, unsigned *n,
+                        const char **id, const char **kind, char *why, size_t len)
+{
+    const json_t *sz = json_object_get(gj, "size"), *nodes = json_object_get(gj, "nodes");
+    const json_t *nof = json_object_get(gj, "node_of"), *me = json_object_get(gj, "me");
+    const json_t *ranks = json_object_get(gj, "ranks"), *v;
+    const char *gid = json_string_value(json_object_get(gj, "group_id"));
+    const char *transport = json_string_value(json_object_get(gj, "transport"));
+    const char *bad = NULL;
+    unsigned local = 0, *count = NULL;
+    size_t i;
+
+    *kind = "internal";
+    *id = json_string_value(json_object_get(gj, "id"));
+    memset(sp, 0, sizeof(*sp));
+    if (!is_hex(*id, SHOAL_GROUP_ID_MAX))
+        bad = "id";
+    else if (!json_is_integer(sz) || json_integer_value(sz) < 2 ||
+             json_integer_value(sz) > SHOAL_CHANNEL_GROUP_MAX)
+        bad = "size";
+    else if (json_object_get(gj, "transport") != NULL &&
+             (transport == NULL || strcmp(transport, "tcp") != 0))
+        bad = "transport (only \"tcp\" spans nodes)";
+    else if (!json_is_array(nodes) || json_array_size(nodes) < 2 ||
+             json_array_size(nodes) > SHOAL_PEER_CONN_MAX)
+        bad = "nodes";
+    else if (!json_is_integer(me) || json_integer_value(me) < 0 ||
+             (size_t)json_integer_value(me) >= json_array_size(nodes))
+        bad = "me";
+    else if (!is_hex(gid, 16) || strtoull(gid, NULL, 16) == 0)
+        bad = "group_id";
+    else if (!json_is_array(nof) || json_array_size(nof) != (size_t)json_integer_value(sz))
+        bad = "node_of";
+    if (bad != NULL)
+        goto fail;
+    sp->gsize = (unsigned)json_integer_value(sz);
+    sp->nnodes = (uint32_t)json_array_size(nodes);
+    sp->me = (uint32_t)json_integer_value(me);
+    sp->group_id = strtoull(gid, NULL, 16);
+    json_array_foreach(nodes, i, v)
+    {
+        const char *peer = json_string_value(json_object_get(v, "peer"));
+        if (peer == NULL || strlen(peer) > SHOAL_PEER_ADDR_MAX) {
+            bad = "nodes[].peer";
+            goto fail;
+        }
+        sp->addrs[i] = peer;
+    }
+    if ((sp->node_of = malloc(sp->gsize * sizeof(uint16_t))) == NULL ||
+        (count = calloc(sp->nnodes, sizeof(unsigned))) == NULL) {
+        bad = "out of memory";
+        goto fail;
+    }
+    json_array_foreach(nof, i, v)
+    {
+        if (!json_is_integer(v) || json_integer_value(v) < 0 ||
+            json_integer_value(v) >= (json_int_t)sp->nnodes) {
+            bad = "node_of[]";
+            goto fail;
+        }
+        sp->node_of[i] = (uint16_t)json_integer_value(v);
+        count[sp->node_of[i]]++;
+    }
+    for (uint32_t k = 0; k < sp->nnodes; k++)
+        if (count[k] == 0) {
+            bad = "node_of (a node without ranks)";
+            goto fail;
+        }
+    local = count[sp->me];
+    if ((sp->granks = malloc(local * sizeof(int))) == NULL) {
+        bad = "out of memory";
+        goto fail;
+    }
+    for (unsigned r = 0, k = 0; r < sp->gsize; r++)
+        if (sp->node_of[r] == sp->me)
+            sp->granks[k++] = (int)r;
+    /* "ranks", if given, must say the same as node_of. */
+    if (ranks != NULL) {
+        if (!json_is_array(ranks) || json_array_size(ranks) != local) {
+            bad = "ranks";
+            goto fail;
+        }
+        for (i = 0; i < local; i++) {
+            v = json_array_get(ranks, i);
+            if (!json_is_integer(v) || json_integer_value(v) != sp->granks[i]) {
+                bad = "ranks";
+                goto fail;
+            }
+        }
+    }
+    free(count);
+    *n = local;
+    return 0;
+fail:
+    free(count);
+    spread_free(sp);
+    snprintf(why, len, "worker %s: malformed spread group in INVOKE: bad %s", w->cfg.node, bad);
+    return -1;
+}
+
+/* A spread group this node cannot take: the other nodes are told at once, so that their ranks
+ * do not wait for ours until the deadline. */
+static void refuse_spread(shoal_worker_t *w, const spread_t *sp, const char *kind, const char *why)
+{
+    char buf[SHOAL_PEER_ABORT_MAX];
+    int n;
+
+    if (w->peer == NULL)
+        return;
+    n = snprintf(buf, sizeof(buf), "%s%cnode %u (%s) could not start its ranks: %s", kind, 0,
+                 sp->me, w->cfg.node, why);
+    shoal_peer_tell_abort(w->peer, sp->group_id, sp->me, sp->nnodes, sp->addrs, buf,
+                          n < (int)sizeof(buf) ? (size_t)n : sizeof(buf) - 1);
+}
+
 void shoal_group_invoke(shoal_worker_t *w, const shoal_frame_hdr *hdr, const json_t *j,
                         const json_t *gj, shoal_pool_t *pool, size_t data_len, uint8_t **dst)
 {
     const char *kind, *id, *inv_id = json_string_value(json_object_get(j, "invocation_id"));
+    const char *transport = json_string_value(json_object_get(gj, "transport"));
     const json_t *v = json_object_get(j, "timeout_ms");
     shoal_group_t *g;
     unsigned size;
     char why[256];
+    int spread = json_object_get(gj, "nodes") != NULL, parsed;
+    spread_t sp;
 
-    if (parse_group(w, gj, &size, &id, &kind, why, sizeof(why)) < 0 ||
+    memset(&sp, 0, sizeof(sp));
+    parsed = spread ? parse_spread(w, gj, &sp, &size, &id, &kind, why, sizeof(why))
+                    : parse_group(w, gj, &size, &id, &kind, why, sizeof(why));
+    if (parsed < 0 ||
         (g = create(w, pool, size,
                     &(group_spec_t){
                         .kind = SHOAL_INV_REMOTE,
@@ -669,11 +1250,19 @@ void shoal_group_invoke(shoal_worker_t *w, const shoal_frame_hdr *hdr, const jso
                                        ? (uint64_t)json_integer_value(v)
                                        : pool->fn.timeout_ms,
                         .input_len = data_len,
+                        .redis = transport != NULL && strcmp(transport, "redis") == 0
+                                     ? json_string_value(json_object_get(gj, "redis"))
+                                     : NULL,
+                        .spread = spread ? &sp : NULL,
                     },
                     &kind, why, sizeof(why))) == NULL) {
+        if (spread && parsed == 0)
+            refuse_spread(w, &sp, kind, why);
+        spread_free(&sp);
         shoal_worker_send_failure(w, hdr->id, kind, why, strlen(why), 0);
         return;
     }
+    spread_free(&sp);
     w->rx_inst = g->ranks[0].inst;
     if (data_len > 0)
         *dst = g->ranks[0].inst->ch.in;

@@ -36,6 +36,11 @@
 /* The arena's deadline (and each rank's own) comes this long after the worker's timeout, so that
  * at the timeout the worker, not a rank's wait, decides which rank to blame. */
 #define SHOAL_GROUP_DEADLINE_SLACK_MS 1000
+/* A spread group's deadline on a node whose ranks wait for other nodes' transfers is put off this
+ * long, so that the node that holds the group up names the rank (within the arena's slack). */
+#define SHOAL_GROUP_DEFER_MS 500
+/* Cross-node transfers one rank may have in flight. */
+#define SHOAL_GROUP_XFERS_MAX 256
 /* The longest group id kept (hex digits). */
 #define SHOAL_GROUP_ID_MAX 64
 
@@ -65,8 +70,29 @@ void shoal_group_rank_done(shoal_inst_t *inst, int ok, const char *kind, const c
  * the instance right after. */
 void shoal_group_rank_failed(shoal_inst_t *inst, const char *kind, const char *msg, size_t len);
 
+/* A rank's XSEND or XRECV (type SHOAL_MSG_XSEND or SHOAL_MSG_XRECV), decoded: started on the
+ * peer transport; the XDONE answer follows on the rank's down ring (at once for a bad request:
+ * -EINVAL outside a spread group or for a bad node or range, -ECONNABORTED once the group failed,
+ * -ENOBUFS past SHOAL_GROUP_XFERS_MAX in flight). */
+void shoal_group_xfer(shoal_inst_t *inst, int type, const shoal_msg_xfer_t *m);
+/* The peer transport is about to go away (the worker stops): spread groups fail and let go of
+ * it. */
+void shoal_group_peer_gone(shoal_worker_t *w);
+
 /* The controller connection was lost: the groups it started are cancelled (their answers could
  * not be delivered). */
 void shoal_group_conn_lost(shoal_worker_t *w);
+
+/* The arena of a group that ended well is kept warm for the next group of the same function
+ * and size on this node (fresh shared-memory pages cost a fault and a zeroing each, which
+ * dominated large collectives): one per function, at most SHOAL_GROUP_SPARES in all, each keeping
+ * at most SHOAL_GROUP_SPARE_KEEP bytes of data pages and a quarter of the function's memory limit
+ * (kept pages stay charged to the instances that wrote them), for the worker's keep-alive. A kept
+ * arena still holds the old group's bytes, so it is only handed to the same function (the same
+ * tenant, whose warm instances keep their memory between invocations anyway). */
+#define SHOAL_GROUP_SPARES 4
+#define SHOAL_GROUP_SPARE_KEEP (512ull << 20)
+/* Frees the kept arenas idle for longer than keep_ms (all of them when keep_ms is 0). */
+void shoal_group_spares_expire(shoal_worker_t *w, uint64_t now_ms, uint64_t keep_ms);
 
 #endif

@@ -637,6 +637,15 @@ void shoal_inst_drain(shoal_inst_t *inst)
         case SHOAL_MSG_CALL:
             handle_call(inst, &m);
             break;
+        case SHOAL_MSG_XSEND:
+        case SHOAL_MSG_XRECV:
+            /* Cross-node transfers of a rank of a spread group (group.h answers XDONE). */
+            if (!inst->inv.running || inst->inv.kind != SHOAL_INV_GROUP) {
+                violation(inst, "transfer outside a group invocation");
+                return;
+            }
+            shoal_group_xfer(inst, m.type, &m.u.xfer);
+            break;
         }
         if (inst->phase == SHOAL_PH_DEAD)
             return;

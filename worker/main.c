@@ -1,6 +1,8 @@
 /*
  * shoal-worker - the node agent. Parses flags and runs the worker (worker.h).
  */
+#include <errno.h>
+#include <arpa/inet.h>
 #include <getopt.h>
 #include <limits.h>
 #include <stdio.h>
@@ -8,6 +10,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "common/secret.h"
 #include "common/trace.h"
 #include "common/util.h"
 #include "runtime/sandbox.h"
@@ -20,7 +23,8 @@ static void usage(FILE *f)
             "usage: shoal-worker [--controller ADDR:PORT] [--node NAME] [--slots N] [--home DIR]\n"
             "                    [--stems N] [--keep-alive-ms MS] [--runtime PATH] [--fds N]\n"
             "                    [--tasks N] [--cpu-percent P] [--uid-base UID]\n"
-            "                    [--cgroup PARENT|none]\n"
+            "                    [--cgroup PARENT|none] [--cluster-key-file PATH]\n"
+            "                    [--peer-listen ADDR:PORT]\n"
             "Runs functions for a Shoal controller on this node.\n"
             "  --controller ADDR:PORT  controller's worker port (default 127.0.0.1:8081)\n"
             "  --node NAME             this node's name (default: the host name)\n"
@@ -30,6 +34,12 @@ static void usage(FILE *f)
             "  --stems N               idle sandboxes forked ahead of demand (default 2)\n"
             "  --keep-alive-ms MS      an idle warm instance retires after MS (default 60000)\n"
             "  --runtime PATH          the shoal-runtime binary (default: beside this one)\n"
+            "  --cluster-key-file PATH the cluster key the controller demands (its\n"
+            "                          HOME/cluster.key; default: $SHOAL_CLUSTER_KEY)\n"
+            "  --peer-listen ADDR:PORT where other workers connect for groups spread over\n"
+            "                          nodes (default 127.0.0.1:0, any free port; it is\n"
+            "                          announced to the controller; peers present the\n"
+            "                          cluster key)\n"
             "Sandbox limits of every instance (see docs/security.md):\n"
             "  --fds N                 open files (default 1024)\n"
             "  --tasks N               processes and threads (default 64)\n"
@@ -63,12 +73,15 @@ int main(int argc, char **argv)
                                          {"cpu-percent", required_argument, NULL, 'P'},
                                          {"uid-base", required_argument, NULL, 'U'},
                                          {"cgroup", required_argument, NULL, 'G'},
+                                         {"cluster-key-file", required_argument, NULL, 'K'},
+                                         {"peer-listen", required_argument, NULL, 'L'},
                                          {"help", no_argument, NULL, 'h'},
                                          {NULL, 0, NULL, 0}};
     shoal_worker_config_t cfg;
     char dir[PATH_MAX];
+    const char *key_file = NULL, *env;
     uint64_t v;
-    int c;
+    int c, err;
 
     memset(&cfg, 0, sizeof(cfg));
     snprintf(cfg.controller, sizeof(cfg.controller), "127.0.0.1:8081");
@@ -156,6 +169,24 @@ int main(int argc, char **argv)
             }
             snprintf(cfg.cgroup_parent, sizeof(cfg.cgroup_parent), "%s", optarg);
             break;
+        case 'K':
+            key_file = optarg;
+            break;
+        case 'L': {
+            const char *colon = strrchr(optarg, ':');
+            char ip[64];
+            struct in_addr in;
+            if (strlen(optarg) >= sizeof(cfg.peer_listen) || colon == NULL ||
+                (size_t)(colon - optarg) >= sizeof(ip) ||
+                shoal_util_parse_u64(colon + 1, strlen(colon + 1), 0, 65535, &v) < 0 ||
+                (snprintf(ip, sizeof(ip), "%.*s", (int)(colon - optarg), optarg),
+                 inet_pton(AF_INET, ip, &in) != 1)) {
+                fprintf(stderr, "shoal-worker: --peer-listen wants IPV4:PORT (10.0.0.5:7070)\n");
+                return 2;
+            }
+            snprintf(cfg.peer_listen, sizeof(cfg.peer_listen), "%s", optarg);
+            break;
+        }
         case 'h':
             usage(stdout);
             return 0;
@@ -192,6 +223,29 @@ int main(int argc, char **argv)
     }
     if (cfg.home[0] == '\0')
         snprintf(cfg.home, sizeof(cfg.home), "./.shoal/worker-%s", cfg.node);
+    /* The cluster key: the file wins over the environment. The variable is removed either way,
+     * so that nothing this worker starts inherits it. */
+    env = getenv("SHOAL_CLUSTER_KEY");
+    if (key_file != NULL) {
+        if ((err = shoal_secret_load(key_file, cfg.cluster_key, sizeof(cfg.cluster_key), NULL)) <
+            0) {
+            fprintf(stderr, "shoal-worker: --cluster-key-file %s: %s\n", key_file,
+                    err == -EINVAL ? "not a cluster key (16..256 characters of [A-Za-z0-9-._~+/=])"
+                                   : strerror(-err));
+            return 2;
+        }
+    } else if (env != NULL && env[0] != '\0') {
+        if (!shoal_secret_valid(env, strlen(env))) {
+            fprintf(stderr, "shoal-worker: SHOAL_CLUSTER_KEY is not a cluster key (16..256 "
+                            "characters of [A-Za-z0-9-._~+/=])\n");
+            return 2;
+        }
+        snprintf(cfg.cluster_key, sizeof(cfg.cluster_key), "%s", env);
+    } else {
+        fprintf(stderr, "shoal-worker: warning: no cluster key (--cluster-key-file PATH or "
+                        "SHOAL_CLUSTER_KEY); a controller will refuse this worker\n");
+    }
+    unsetenv("SHOAL_CLUSTER_KEY");
     if (cfg.runtime[0] == '\0') {
         if (shoal_util_exe_dir(dir, sizeof(dir)) < 0) {
             fprintf(stderr, "shoal-worker: cannot find my own directory; pass --runtime\n");

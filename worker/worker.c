@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -19,6 +20,7 @@
 #include "common/trace.h"
 #include "common/util.h"
 #include "worker/group.h"
+#include "worker/peer.h"
 #include "runtime/sandbox.h"
 #include "worker/cgroup.h"
 #include "worker/proc.h"
@@ -227,9 +229,16 @@ int shoal_worker_send_call(shoal_worker_t *w, shoal_inst_t *caller, const char *
 
 static void send_hello(shoal_worker_t *w)
 {
-    send_json(w, SHOAL_FRAME_HELLO, 0,
-              json_pack("{s:s,s:i,s:i,s:i}", "node", w->cfg.node, "slots", (int)w->cfg.slots, "pid",
-                        (int)getpid(), "protocol", 1));
+    json_t *j = json_pack("{s:s,s:i,s:i,s:i}", "node", w->cfg.node, "slots", (int)w->cfg.slots,
+                          "pid", (int)getpid(), "protocol", 1);
+
+    /* The cluster key authenticates us; it is sent on every (re)connection, never logged. */
+    if (j != NULL && w->cfg.cluster_key[0] != '\0')
+        json_object_set_new(j, "key", json_string(w->cfg.cluster_key));
+    /* Where other workers reach us for groups spread over nodes. */
+    if (j != NULL && w->peer != NULL)
+        json_object_set_new(j, "peer", json_string(shoal_peer_address(w->peer)));
+    send_json(w, SHOAL_FRAME_HELLO, 0, j);
 }
 
 static unsigned free_stems(shoal_worker_t *w)
@@ -279,14 +288,64 @@ void shoal_worker_changed(shoal_worker_t *w)
     w->status_dirty = 1;
 }
 
+/* A non-blocking descriptor for stderr that is ours alone: reopening /proc/self/fd/2 gives a pipe,
+ * FIFO or terminal a new open file description, so O_NONBLOCK does not leak to the process that
+ * shares the original (a shell, a supervisor). A socket cannot be reopened; then, and for a
+ * regular file (whose writes do not wait on a reader), fd 2 itself is used. */
+static int log_fd(shoal_worker_t *w)
+{
+    struct stat st;
+
+    if (w->log_fd > 0)
+        return w->log_fd;
+    w->log_fd = STDERR_FILENO;
+    if (fstat(STDERR_FILENO, &st) == 0 && (S_ISFIFO(st.st_mode) || S_ISCHR(st.st_mode))) {
+        int fd = open("/proc/self/fd/2", O_WRONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
+        if (fd > STDERR_FILENO)
+            w->log_fd = fd;
+        else if (fd >= 0)
+            close(fd);
+    }
+    return w->log_fd;
+}
+
+/* Writes what it can without waiting: the event loop must never stall on a slow reader of the
+ * worker's stderr. What does not fit now is dropped and counted. */
+static void log_write(shoal_worker_t *w, const char *p, size_t len)
+{
+    int fd = log_fd(w);
+
+    if (w->log_dropped > 0) {
+        char note[96];
+        int n = snprintf(note, sizeof(note),
+                         "shoal-worker: %llu bytes of function logs dropped: stderr is slow\n",
+                         (unsigned long long)w->log_dropped);
+        if (write(fd, note, (size_t)n) != n)
+            goto drop; /* still full (or the note went out in part: the count stays) */
+        w->log_dropped = 0;
+    }
+    while (len > 0) {
+        ssize_t n = write(fd, p, len);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            break;
+        p += n;
+        len -= (size_t)n;
+    }
+drop:
+    w->log_dropped += len;
+}
+
 void shoal_worker_log(shoal_worker_t *w, shoal_inst_t *inst, const char *text, size_t len)
 {
+    static const char cut[] = "[log cut off: an invocation's logs, prefixes included, are at most "
+                              "10 MB]\n";
     shoal_strbuf_t *b = &w->tmp;
     size_t start = 0, i;
 
-    if (inst->inv.log_bytes > SHOAL_CHANNEL_LOG_TOTAL_MAX + 256)
-        return; /* the runtime bounds logs; a hostile one is cut off here */
-    inst->inv.log_bytes += len;
+    if (inst->inv.log_bytes >= SHOAL_CHANNEL_LOG_TOTAL_MAX)
+        return; /* cut off: the runtime bounds logs too, but a hostile one is stopped here */
     shoal_strbuf_reset(b);
     for (i = 0; i <= len; i++) {
         if (i < len && text[i] != '\n')
@@ -302,8 +361,24 @@ void shoal_worker_log(shoal_worker_t *w, shoal_inst_t *inst, const char *text, s
         }
         start = i + 1;
     }
-    if (!b->oom)
-        shoal_util_write_all(STDERR_FILENO, b->p, b->len);
+    if (b->oom)
+        return;
+    /* The budget counts what reaches stderr, the prefix of every line included: otherwise a
+     * function logging empty lines (which cost it nothing) would write ~50 bytes each, without
+     * end. The line that crosses the budget is cut and followed by a notice. */
+    if (inst->inv.log_bytes + b->len > SHOAL_CHANNEL_LOG_TOTAL_MAX) {
+        size_t keep = SHOAL_CHANNEL_LOG_TOTAL_MAX - inst->inv.log_bytes;
+        while (keep > 0 && b->p[keep - 1] != '\n')
+            keep--;
+        b->len = keep;
+        shoal_strbuf_printf(b, "%s[%s] %s", inst->fn.name, inst->inv.invocation_id, cut);
+        inst->inv.log_bytes = SHOAL_CHANNEL_LOG_TOTAL_MAX;
+        if (!b->oom)
+            log_write(w, b->p, b->len);
+        return;
+    }
+    inst->inv.log_bytes += b->len;
+    log_write(w, b->p, b->len);
 }
 
 /* ---- zygote ---- */
@@ -1277,6 +1352,7 @@ static void on_tick(uv_timer_t *t)
     while ((e = shoal_pools_expired(&w->pools, now, w->cfg.keep_alive_ms)) != NULL)
         shoal_inst_kill((shoal_inst_t *)e);
     shoal_pools_gc(&w->pools);
+    shoal_group_spares_expire(w, now, w->cfg.keep_alive_ms ? w->cfg.keep_alive_ms : 1);
     if (w->conn != NULL && w->conn->up && w->welcomed &&
         (w->status_dirty || now - w->status_last_ms >= STATUS_HEARTBEAT_MS))
         send_status(w);
@@ -1314,6 +1390,9 @@ static void stop(shoal_worker_t *w)
     SHOAL_INFO("shutting down");
     w->stopping = 1;
     conn_close(w);
+    shoal_group_peer_gone(w);
+    shoal_peer_destroy(w->peer);
+    w->peer = NULL;
     for (inst = w->insts; inst != NULL; inst = next) {
         next = inst->next;
         shoal_inst_kill(inst);
@@ -1411,6 +1490,18 @@ int shoal_worker_run(const shoal_worker_config_t *cfg)
     if (w->zygote_pid == 0)
         zygote_restart_later(w);
     shoal_worker_replenish(w);
+    {
+        shoal_peer_config_t pc = {.listen = cfg->peer_listen[0] ? cfg->peer_listen : NULL,
+                                  .key = cfg->cluster_key,
+                                  .node = cfg->node};
+        if ((err = shoal_peer_create(&w->loop, &pc, &w->peer)) < 0) {
+            w->peer = NULL;
+            SHOAL_WARN("no peer transport on %s (%s): groups cannot span this node and others",
+                       cfg->peer_listen[0] ? cfg->peer_listen : "127.0.0.1:0", strerror(-err));
+        } else {
+            SHOAL_INFO("peer transport listening on %s", shoal_peer_address(w->peer));
+        }
+    }
     /* A zygote that died before the SIGCHLD watcher existed. */
     on_sigchld(&w->sigchld, SIGCHLD);
     connect_now(w);
@@ -1418,6 +1509,7 @@ int shoal_worker_run(const shoal_worker_config_t *cfg)
     uv_run(&w->loop, UV_RUN_DEFAULT);
 
     status = w->exit_status;
+    shoal_group_spares_expire(w, 0, 0);
     reap_all();
     shoal_cgroup_close(w->cg);
     while (w->arts != NULL) {
@@ -1430,6 +1522,8 @@ int shoal_worker_run(const shoal_worker_config_t *cfg)
     free(w->rd);
     shoal_pools_destroy(&w->pools);
     shoal_strbuf_free(&w->tmp);
+    if (w->log_fd > STDERR_FILENO)
+        close(w->log_fd);
     if (uv_loop_close(&w->loop) != 0)
         SHOAL_WARN("the loop still had handles at exit");
     free(w);

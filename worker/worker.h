@@ -44,6 +44,8 @@ typedef struct {
     unsigned fds, tasks, cpu_percent;
     uint32_t uid_base;
     char cgroup_parent[128]; /* "none": no cgroups */
+    char cluster_key[257];   /* sent in HELLO (frame.h, common/secret.h); "" when none */
+    char peer_listen[64];    /* --peer-listen IPV4:PORT; "" = 127.0.0.1:0 (worker/peer.h) */
 } shoal_worker_config_t;
 
 /* Runs the worker until SIGTERM/SIGINT; returns the process exit status. */
@@ -174,7 +176,10 @@ struct shoal_worker {
     shoal_pools_t pools;
     shoal_artifact_t *arts;
     uint64_t body_max;
-    shoal_group_t *groups; /* groups running on this node (group.c) */
+    shoal_group_t *groups;            /* groups running on this node (group.c) */
+    struct shoal_group_spare *spares; /* warm arenas of ended groups (group.c) */
+    struct shoal_peer *peer; /* transfers of groups spread over nodes (peer.h); NULL without
+                                io_uring */
     uint64_t next_group;
     pid_t orphans[64];
     int orphan_status[64];
@@ -186,6 +191,10 @@ struct shoal_worker {
     char artdir[PATH_MAX + 16];
     shoal_strbuf_t tmp;
     uint8_t upbuf[SHOAL_CHANNEL_UP_CAP];
+    /* functions' logs: a non-blocking fd of our own onto stderr (see shoal_worker_log), and the
+     * bytes dropped because stderr did not keep up, reported with the next line that fits */
+    int log_fd;
+    uint64_t log_dropped;
 };
 
 /* instance.c */

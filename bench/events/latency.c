@@ -3,6 +3,7 @@
  * GAP_US), each carrying its send time, to a subscriber (fn/stamp.c) that outputs the time it
  * started; then reads every delivery's output and prints "p50_us p99_us max_us n".
  * Usage: latency URL TOPIC FUNCTION N GAP_US
+ * Environment: SHOAL_TOKEN, the API token (sent as "Authorization: Bearer"; bench/lib.sh sets it).
  */
 #include <curl/curl.h>
 #include <jansson.h>
@@ -76,6 +77,14 @@ int main(int argc, char **argv)
 
     curl_global_init(CURL_GLOBAL_DEFAULT);
     c = curl_easy_init();
+    const char *token = getenv("SHOAL_TOKEN");
+    struct curl_slist *hdrs = NULL;
+    if (token != NULL && token[0] != '\0') {
+        char line[320];
+        snprintf(line, sizeof(line), "Authorization: Bearer %.280s", token);
+        hdrs = curl_slist_append(NULL, line);
+        curl_easy_setopt(c, CURLOPT_HTTPHEADER, hdrs);
+    }
     snprintf(u, sizeof(u), "%s/v1/topics/%s", url, topic);
     for (int i = 0; i < n; i++) {
         snprintf(body, sizeof(body), "%lld", now_ns());
@@ -121,6 +130,7 @@ int main(int argc, char **argv)
     free(lat);
     free(b.buf);
     curl_easy_cleanup(c);
+    curl_slist_free_all(hdrs);
     curl_global_cleanup();
     return 0;
 }

@@ -36,7 +36,8 @@ printf '%-6s %12s %10s %10s %10s %12s %12s\n' conns accepted/s p50_us p99_us com
 ROWS=""
 for c in 1 16 64; do
     c0=$(metric shoal_store_commits_total); o0=$(metric shoal_store_ops_total); f0=$(metric shoal_store_fsync_seconds_total)
-    out=$(wrk -t1 -c"$c" -d"${DUR}s" --latency -s "$WORK/post.lua" "$URL/v1/functions/echo/invoke?async=1" 2>&1)
+    out=$(wrk -t1 -c"$c" -d"${DUR}s" --latency -H "$(auth_header)" -s "$WORK/post.lua" \
+        "$URL/v1/functions/echo/invoke?async=1" 2>&1)
     c1=$(metric shoal_store_commits_total); o1=$(metric shoal_store_ops_total); f1=$(metric shoal_store_fsync_seconds_total)
     rps=$(echo "$out" | awk '/^Requests\/sec:/ { print $2 }')
     p50=$(to_us "$(echo "$out" | awk '$1 == "50%" { print $2 }')")

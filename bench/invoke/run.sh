@@ -23,7 +23,7 @@ LUA
 # run_wrk URL CONNS -> "p50_us p99_us rps errors"
 run_wrk() {
     local out
-    out=$(wrk -t1 -c"$2" -d"${DUR}s" --latency -s "$WORK/post.lua" "$1" 2>&1)
+    out=$(wrk -t1 -c"$2" -d"${DUR}s" --latency -H "$(auth_header)" -s "$WORK/post.lua" "$1" 2>&1)
     local p50 p99 rps err
     p50=$(echo "$out" | awk '$1 == "50%" { print $2 }')
     p99=$(echo "$out" | awk '$1 == "99%" { print $2 }')

@@ -103,7 +103,8 @@ static void test_error_and_fn_shapes(void **state)
     shoal_api_fn_json(&j, &fn, 1);
     v = json_loadb(j.buf, j.len, 0, NULL);
     assert_non_null(v);
-    assert_int_equal(json_object_size(v), 10);
+    assert_int_equal(json_object_size(v), 11);
+    assert_true(json_is_false(json_object_get(v, "public")));
     assert_int_equal(json_integer_value(json_object_get(v, "version")), 7);
     assert_int_equal(json_integer_value(json_object_get(v, "max_instances")), 9);
     assert_string_equal(json_string_value(json_object_get(v, "created")),
@@ -114,7 +115,7 @@ static void test_error_and_fn_shapes(void **state)
     shoal_json_reset(&j);
     shoal_api_fn_json(&j, &fn, 0);
     v = json_loadb(j.buf, j.len, 0, NULL);
-    assert_int_equal(json_object_size(v), 8);
+    assert_int_equal(json_object_size(v), 9);
     assert_null(json_object_get(v, "created"));
     json_decref(v);
     shoal_json_free(&j);
@@ -181,6 +182,22 @@ static void test_deploy_query(void **state)
         shoal_api_parse_deploy_query(Q("min_warm=3&max_instances=2"), &l, err, sizeof(err)),
         -EINVAL);
     assert_string_equal(err, "min_warm (3) must not exceed max_instances (2)");
+
+    /* public: a boolean, like invoke's async. */
+    assert_int_equal(shoal_api_parse_deploy_query(Q("public=1"), &l, err, sizeof(err)), 0);
+    assert_int_equal(l.set, SHOAL_LIMIT_PUBLIC);
+    assert_int_equal(l.is_public, 1);
+    assert_int_equal(
+        shoal_api_parse_deploy_query(Q("public=false&timeout_ms=9"), &l, err, sizeof(err)), 0);
+    assert_int_equal(l.set, SHOAL_LIMIT_PUBLIC | SHOAL_LIMIT_TIMEOUT);
+    assert_int_equal(l.is_public, 0);
+    assert_int_equal(shoal_api_parse_deploy_query(Q("public"), &l, err, sizeof(err)), 0);
+    assert_int_equal(l.is_public, 1);
+    assert_int_equal(shoal_api_parse_deploy_query(Q("public=yes"), &l, err, sizeof(err)), -EINVAL);
+    assert_string_equal(err, "public must be true or false (or 1 or 0)");
+    assert_int_equal(shoal_api_parse_deploy_query(Q("public=1&public=0"), &l, err, sizeof(err)),
+                     -EINVAL);
+    assert_non_null(strstr(err, "more than once"));
 }
 
 static void test_invoke_query(void **state)
@@ -202,18 +219,25 @@ static void test_invoke_query(void **state)
     assert_int_equal(p.group, 1024);
     assert_int_equal(shoal_api_parse_invoke_query(Q("group=1025"), &p, err, sizeof(err)), -EINVAL);
     assert_string_equal(err, "group must be an integer in 1..1024");
-    /* Cross-node groups and the Redis backend are not there yet: 501, saying why. */
-    assert_int_equal(shoal_api_parse_invoke_query(Q("group=4&spread=1"), &p, err, sizeof(err)),
-                     -ENOTSUP);
-    assert_non_null(strstr(err, "cross-node groups are not implemented yet"));
+    /* Groups spread over nodes: spread=1, or transport=tcp; not with shm or redis. */
+    assert_int_equal(shoal_api_parse_invoke_query(Q("group=4&spread=1"), &p, err, sizeof(err)), 0);
+    assert_int_equal(p.spread, 1);
     assert_int_equal(shoal_api_parse_invoke_query(Q("group=2&transport=tcp"), &p, err, sizeof(err)),
-                     -ENOTSUP);
-    assert_non_null(strstr(err, "cross-node groups are not implemented yet"));
+                     0);
+    assert_string_equal(p.transport, "tcp");
     assert_int_equal(
-        shoal_api_parse_invoke_query(Q("group=4&transport=redis"), &p, err, sizeof(err)), -ENOTSUP);
-    assert_non_null(strstr(err, "--redis"));
-    assert_int_equal(shoal_api_parse_invoke_query(Q("transport=redis"), &p, err, sizeof(err)),
-                     -ENOTSUP);
+        shoal_api_parse_invoke_query(Q("group=4&spread=1&transport=shm"), &p, err, sizeof(err)),
+        -EINVAL);
+    assert_string_equal(err, "spread=true needs transport=tcp or auto, not shm");
+    assert_int_equal(
+        shoal_api_parse_invoke_query(Q("group=4&spread=1&transport=redis"), &p, err, sizeof(err)),
+        -EINVAL);
+    /* transport=redis parses; whether the controller has a Redis is http.c's to check. */
+    assert_int_equal(
+        shoal_api_parse_invoke_query(Q("group=4&transport=redis"), &p, err, sizeof(err)), 0);
+    assert_string_equal(p.transport, "redis");
+    assert_int_equal(p.group, 4);
+    assert_int_equal(shoal_api_parse_invoke_query(Q("transport=redis"), &p, err, sizeof(err)), 0);
     /* A group of one is a plain invocation: nothing to spread. */
     assert_int_equal(
         shoal_api_parse_invoke_query(Q("spread=1&transport=tcp"), &p, err, sizeof(err)), 0);

@@ -558,10 +558,10 @@ static void test_invoke(void **state)
     assert_non_null(strstr(r.headers, "shoal-invocation-id: "));
     json_decref(j);
     resp_free(&r);
-    expect_error("POST", "/v1/functions/echo/invoke?group=2&spread=1", "x", 1, 501,
-                 "not_implemented");
-    expect_error("POST", "/v1/functions/echo/invoke?transport=redis", "x", 1, 501,
-                 "not_implemented");
+    expect_error("POST", "/v1/functions/echo/invoke?group=2&spread=1&transport=shm", "x", 1, 400,
+                 "bad_query");
+    /* This controller has no --redis. */
+    expect_error("POST", "/v1/functions/echo/invoke?transport=redis", "x", 1, 400, "bad_query");
     expect_error("POST", "/v1/functions/echo/invoke?group=1025", "x", 1, 400, "bad_query");
     expect_error("POST", "/v1/functions/echo/invoke?group=x", "x", 1, 400, "bad_query");
     expect_error("POST", "/v1/functions/BAD/invoke", "x", 1, 400, "bad_name");

@@ -17,6 +17,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <sqlite3.h>
+
 #include "controller/registry.h"
 
 static char home[64];
@@ -168,6 +170,105 @@ static void test_crud_and_versions(void **state)
     shoal_registry_close(r);
 }
 
+/* The public flag: set by a deploy, kept by later deploys that do not mention it, cleared by a
+ * delete (a redeployed name starts private), and stored durably. */
+static void test_public_flag(void **state)
+{
+    shoal_registry_t *r;
+    shoal_fn_t fn, *list;
+    size_t n;
+    int created;
+    char err[128];
+    shoal_fn_limits_t pub = {.set = SHOAL_LIMIT_PUBLIC, .is_public = 1};
+    shoal_fn_limits_t priv = {.set = SHOAL_LIMIT_PUBLIC, .is_public = 0};
+    shoal_fn_limits_t none = {.set = 0};
+    (void)state;
+
+    assert_int_equal(shoal_registry_open(home, &r), 0);
+    assert_int_equal(shoal_registry_put(r, "p", "a", 1, &none, &fn, &created, err, sizeof(err)), 0);
+    assert_int_equal(fn.is_public, 0);
+    assert_int_equal(shoal_registry_put(r, "p", "b", 1, &pub, &fn, &created, err, sizeof(err)), 0);
+    assert_int_equal(fn.is_public, 1);
+    assert_int_equal(shoal_registry_put(r, "p", "c", 1, &none, &fn, &created, err, sizeof(err)), 0);
+    assert_int_equal(fn.is_public, 1);
+    shoal_registry_close(r);
+    assert_int_equal(shoal_registry_open(home, &r), 0);
+    assert_int_equal(shoal_registry_get(r, "p", &fn), 0);
+    assert_int_equal(fn.is_public, 1);
+    assert_int_equal(shoal_registry_list(r, &list, &n), 0);
+    assert_int_equal(n, 1);
+    assert_int_equal(list[0].is_public, 1);
+    free(list);
+    assert_int_equal(shoal_registry_history(r, "p", &list, &n), 0);
+    assert_int_equal(n, 3);
+    assert_int_equal(list[0].is_public, 0);
+    assert_int_equal(list[1].is_public, 1);
+    free(list);
+    assert_int_equal(shoal_registry_put(r, "p", "d", 1, &priv, &fn, &created, err, sizeof(err)), 0);
+    assert_int_equal(fn.is_public, 0);
+    assert_int_equal(shoal_registry_put(r, "p", "e", 1, &pub, &fn, &created, err, sizeof(err)), 0);
+    assert_int_equal(shoal_registry_delete(r, "p", NULL), 0);
+    assert_int_equal(shoal_registry_put(r, "p", "f", 1, &none, &fn, &created, err, sizeof(err)), 0);
+    assert_int_equal(created, 1);
+    assert_int_equal(fn.is_public, 0);
+    shoal_registry_close(r);
+}
+
+/* A database made by a schema-1 controller (no public column) opens, keeps its rows (private),
+ * and takes public deploys. */
+static void test_migrates_schema1(void **state)
+{
+    static const char OLD[] =
+        "CREATE TABLE functions(name TEXT PRIMARY KEY NOT NULL, version INTEGER NOT NULL,"
+        " sha256 TEXT NOT NULL, size INTEGER NOT NULL, timeout_ms INTEGER NOT NULL,"
+        " memory_mb INTEGER NOT NULL, min_warm INTEGER NOT NULL, max_instances INTEGER NOT NULL,"
+        " created_ms INTEGER NOT NULL, updated_ms INTEGER NOT NULL,"
+        " deleted INTEGER NOT NULL DEFAULT 0) WITHOUT ROWID;"
+        "CREATE TABLE versions(name TEXT NOT NULL, version INTEGER NOT NULL,"
+        " sha256 TEXT NOT NULL, size INTEGER NOT NULL, timeout_ms INTEGER NOT NULL,"
+        " memory_mb INTEGER NOT NULL, min_warm INTEGER NOT NULL, max_instances INTEGER NOT NULL,"
+        " created_ms INTEGER NOT NULL, PRIMARY KEY(name, version)) WITHOUT ROWID;"
+        "INSERT INTO functions VALUES('old',3,'%s',1,60000,256,0,64,1,2,0);"
+        "INSERT INTO versions VALUES('old',3,'%s',1,60000,256,0,64,1);"
+        "PRAGMA user_version=1;";
+    char path[128], sha[65], sql[2048], apath[256], err[128];
+    shoal_registry_t *r;
+    shoal_fn_t fn;
+    sqlite3 *db;
+    FILE *f;
+    int created;
+    shoal_fn_limits_t pub = {.set = SHOAL_LIMIT_PUBLIC, .is_public = 1};
+    (void)state;
+
+    shoal_util_sha256_hex("x", 1, sha);
+    snprintf(apath, sizeof(apath), "%s/artifacts", home);
+    assert_int_equal(shoal_util_mkdir_p(apath, 0755), 0);
+    snprintf(apath, sizeof(apath), "%s/artifacts/%s.so", home, sha);
+    assert_non_null(f = fopen(apath, "w"));
+    fputs("x", f);
+    fclose(f);
+    snprintf(path, sizeof(path), "%s/shoal.db", home);
+    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+    snprintf(sql, sizeof(sql), OLD, sha, sha);
+    assert_int_equal(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(db);
+
+    assert_int_equal(shoal_registry_open(home, &r), 0);
+    assert_int_equal(shoal_registry_get(r, "old", &fn), 0);
+    assert_int_equal(fn.version, 3);
+    assert_int_equal(fn.is_public, 0);
+    assert_int_equal(shoal_registry_put(r, "old", "y", 1, &pub, &fn, &created, err, sizeof(err)),
+                     0);
+    assert_int_equal(fn.version, 4);
+    assert_int_equal(fn.is_public, 1);
+    shoal_registry_close(r);
+    /* And again: the migration happens once. */
+    assert_int_equal(shoal_registry_open(home, &r), 0);
+    assert_int_equal(shoal_registry_get(r, "old", &fn), 0);
+    assert_int_equal(fn.is_public, 1);
+    shoal_registry_close(r);
+}
+
 static void test_artifacts_and_gc(void **state)
 {
     shoal_registry_t *r;
@@ -302,6 +403,8 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_crud_and_versions, setup, teardown),
         cmocka_unit_test_setup_teardown(test_artifacts_and_gc, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_public_flag, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_migrates_schema1, setup, teardown),
         cmocka_unit_test_setup_teardown(test_survives_abrupt_exit, setup, teardown),
         cmocka_unit_test_setup_teardown(test_concurrent_deploys, setup, teardown),
     };

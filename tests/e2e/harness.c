@@ -71,12 +71,46 @@ static pid_t spawn(cluster_t *c, const char *log, char *const argv[])
     return pid;
 }
 
+/* The controller writes <home>/token before it listens. */
+int cluster_read_token(cluster_t *c)
+{
+    char path[512];
+    size_t len;
+    char *t;
+
+    snprintf(path, sizeof(path), "%s/token", c->home);
+    if ((t = read_whole(path, &len)) == NULL)
+        return -1;
+    while (len > 0 && (t[len - 1] == '\n' || t[len - 1] == '\r'))
+        t[--len] = '\0';
+    snprintf(c->token, sizeof(c->token), "%s", t);
+    free(t);
+    return len > 0 ? 0 : -1;
+}
+
+void cluster_set_auth(cluster_t *c, const char *header)
+{
+    if (header == NULL) {
+        c->auth_mode = CLUSTER_AUTH_TOKEN;
+    } else if (header[0] == '\0') {
+        c->auth_mode = CLUSTER_AUTH_NONE;
+    } else {
+        c->auth_mode = CLUSTER_AUTH_HEADER;
+        snprintf(c->auth_header, sizeof(c->auth_header), "%s", header);
+    }
+}
+
 int cluster_start_controller(cluster_t *c)
 {
-    char bin[512], listen[64], wlisten[64];
-    char *argv[] = {bin, "--listen", listen, "--worker-listen", wlisten, "--home", c->home, NULL};
+    char bin[512], listen[64], wlisten[64], extra[256];
+    char *argv[32] = {bin, "--listen", listen, "--worker-listen", wlisten, "--home", c->home};
+    int argc = 7;
     http_resp_t r;
 
+    snprintf(extra, sizeof(extra), "%s", c->controller_args);
+    for (char *tok = strtok(extra, " "); tok != NULL && argc < 30; tok = strtok(NULL, " "))
+        argv[argc++] = tok;
+    argv[argc] = NULL;
     snprintf(bin, sizeof(bin), "%s/shoal-controller", c->build);
     snprintf(listen, sizeof(listen), "127.0.0.1:%d", c->http_port);
     snprintf(wlisten, sizeof(wlisten), "127.0.0.1:%d", c->worker_port);
@@ -87,7 +121,7 @@ int cluster_start_controller(cluster_t *c)
         if (http_request(c, "GET", "/healthz", NULL, 0, NULL, &r) == 0) {
             long st = r.status;
             http_resp_free(&r);
-            if (st == 200)
+            if (st == 200 && cluster_read_token(c) == 0)
                 return 0;
         }
         sleep_ms(50);
@@ -99,9 +133,18 @@ int cluster_start_controller(cluster_t *c)
 
 int cluster_start_worker(cluster_t *c, int i)
 {
-    char bin[512], ctl[64], home[300], node[32], extra[256];
+    char bin[512], ctl[64], home[300], node[32], extra[256], key[sizeof(c->worker_key_file)];
     char *argv[32] = {bin, "--controller", ctl, "--home", home, "--node", node};
     int argc = 7;
+
+    if (c->worker_key_file[0] == '\0')
+        snprintf(key, sizeof(key), "%s/cluster.key", c->home);
+    else
+        snprintf(key, sizeof(key), "%s", c->worker_key_file);
+    if (strcmp(key, "none") != 0) {
+        argv[argc++] = "--cluster-key-file";
+        argv[argc++] = key;
+    }
 
     snprintf(bin, sizeof(bin), "%s/shoal-worker", c->build);
     snprintf(ctl, sizeof(ctl), "127.0.0.1:%d", c->worker_port);
@@ -140,9 +183,17 @@ int cluster_wait_workers(cluster_t *c, int n, int timeout_ms)
 
 int cluster_start(cluster_t *c, int nworkers, const char *worker_args)
 {
+    return cluster_start_with(c, nworkers, worker_args, NULL);
+}
+
+int cluster_start_with(cluster_t *c, int nworkers, const char *worker_args,
+                       const char *controller_args)
+{
     const char *b = getenv("SHOAL_BUILD"), *s = getenv("SHOAL_SRC");
 
     memset(c, 0, sizeof(*c));
+    snprintf(c->controller_args, sizeof(c->controller_args), "%s",
+             controller_args ? controller_args : "");
     /* Processes orphaned by a killed worker come to the test, which can then see them go. */
     prctl(PR_SET_CHILD_SUBREAPER, 1);
     snprintf(c->build, sizeof(c->build), "%s", b ? b : "build");
@@ -294,6 +345,7 @@ static size_t on_header(char *line, size_t size, size_t n, void *opaque)
     copy_header(r->content_type, sizeof(r->content_type), line, len, "content-type:");
     copy_header(r->retry_after, sizeof(r->retry_after), line, len, "retry-after:");
     copy_header(r->custom_header, sizeof(r->custom_header), line, len, "x-test:");
+    copy_header(r->www_authenticate, sizeof(r->www_authenticate), line, len, "www-authenticate:");
     return len;
 }
 
@@ -334,8 +386,18 @@ int http_request(cluster_t *c, const char *method, const char *path, const void 
         hl = curl_slist_append(hl, "Expect:");
         hl = curl_slist_append(hl, "Content-Type: application/octet-stream");
     }
-    for (int i = 0; headers && headers[i]; i++)
+    int own_auth = 0;
+    for (int i = 0; headers && headers[i]; i++) {
         hl = curl_slist_append(hl, headers[i]);
+        own_auth |= strncasecmp(headers[i], "authorization:", 14) == 0;
+    }
+    if (!own_auth && c->auth_mode == CLUSTER_AUTH_TOKEN && c->token[0] != '\0') {
+        char line[sizeof(c->token) + 32];
+        snprintf(line, sizeof(line), "Authorization: Bearer %s", c->token);
+        hl = curl_slist_append(hl, line);
+    } else if (!own_auth && c->auth_mode == CLUSTER_AUTH_HEADER) {
+        hl = curl_slist_append(hl, c->auth_header);
+    }
     curl_easy_setopt(curl, CURLOPT_HTTPHEADER, hl);
     rc = curl_easy_perform(curl);
     curl_slist_free_all(hl);

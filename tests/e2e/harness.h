@@ -3,6 +3,11 @@
  * loopback ports, in a fresh temporary home directory, and talks to them over real HTTP with
  * libcurl. Binaries come from $SHOAL_BUILD (default ./build). Every process's stderr goes to a
  * log file in the home; a failing test prints their tails.
+ *
+ * Authentication is transparent: once the controller answers, the harness reads its API token
+ * from <home>/token and http_request sends "Authorization: Bearer <token>" on every request
+ * (unless the request's own headers carry an Authorization header, or cluster_set_auth says
+ * otherwise); workers are started with --cluster-key-file <home>/cluster.key.
  */
 #ifndef SHOAL_TESTS_E2E_HARNESS_H
 #define SHOAL_TESTS_E2E_HARNESS_H
@@ -21,9 +26,18 @@ typedef struct {
     pid_t controller;
     pid_t workers[CLUSTER_MAX_WORKERS];
     int nworkers;
-    char worker_args[256]; /* extra flags for every worker, space separated */
+    char worker_args[256];     /* extra flags for every worker, space separated */
+    char controller_args[256]; /* extra flags for the controller, space separated */
     int controller_starts, worker_starts;
+    char token[300];           /* the API token, read from <home>/token at controller start */
+    char worker_key_file[300]; /* --cluster-key-file for workers: "" means <home>/cluster.key,
+                                  "none" gives no such flag */
+    int auth_mode;             /* CLUSTER_AUTH_* */
+    char auth_header[400];     /* CLUSTER_AUTH_HEADER: the whole header line */
 } cluster_t;
+
+/* What http_request sends as Authorization (cluster_set_auth). */
+enum { CLUSTER_AUTH_TOKEN = 0, CLUSTER_AUTH_NONE, CLUSTER_AUTH_HEADER };
 
 typedef struct {
     long status;
@@ -32,7 +46,8 @@ typedef struct {
     char invocation_id[80];
     char content_type[128];
     char retry_after[32];
-    char custom_header[128]; /* the value of the X-Test header, if any */
+    char custom_header[128];    /* the value of the X-Test header, if any */
+    char www_authenticate[128]; /* the WWW-Authenticate header, if any */
     double total_s;
 } http_resp_t;
 
@@ -41,6 +56,9 @@ typedef struct {
 /* A loopback TCP port that was free a moment ago (bind to port 0, then close). */
 int cluster_free_port(void);
 int cluster_start(cluster_t *c, int nworkers, const char *worker_args);
+/* cluster_start with extra flags for the controller too (e.g. "--redis redis://127.0.0.1:P"). */
+int cluster_start_with(cluster_t *c, int nworkers, const char *worker_args,
+                       const char *controller_args);
 /* Sends sig to every process, waits for them, and removes the home. Returns 0 when every process
  * exited 0 (a sanitizer's leak report makes that fail), -1 otherwise. */
 int cluster_stop(cluster_t *c);
@@ -54,6 +72,13 @@ int cluster_kill_worker(cluster_t *c, int i, int sig);
 int cluster_wait_workers(cluster_t *c, int n, int timeout_ms);
 /* Prints the last lines of every process log (for failures). */
 void cluster_dump_logs(cluster_t *c);
+/* Chooses the Authorization header of later requests: header NULL restores the default (the
+ * cluster's token), "" sends none, anything else is sent as the whole header line
+ * ("Authorization: Bearer wrong..."). */
+void cluster_set_auth(cluster_t *c, const char *header);
+/* Reads <c->home>/token into c->token (done by cluster_start_controller; for a controller the
+ * test started itself). 0, or -1 when there is no token file yet. */
+int cluster_read_token(cluster_t *c);
 
 /* One HTTP request. headers: NULL-terminated array of "Name: value". Returns 0 when a response
  * arrived (any status), -1 on a transport error. */

@@ -44,8 +44,10 @@ static int shoal(const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(args, sizeof(args), fmt, ap);
     va_end(ap);
-    snprintf(cmd, sizeof(cmd), "cd '%s' && SHOAL_URL=%s '%s/shoal' %s 2>&1", C.src, C.url, C.build,
-             args);
+    /* The token comes from the cluster's home, as `shoal` finds it after `shoal up --home`. */
+    snprintf(cmd, sizeof(cmd),
+             "cd '%s' && SHOAL_URL=%s SHOAL_TOKEN= '%s/shoal' --home '%s' %s 2>&1", C.src, C.url,
+             C.build, C.home, args);
     assert_non_null(p = popen(cmd, "r"));
     n = fread(out, 1, sizeof(out) - 1, p);
     out[n] = '\0';
@@ -64,7 +66,8 @@ static void test_commands(void **state)
     assert_int_equal(system("true"), 0);
     /* Input from stdin, -d and @file; output to stdout and -o. */
     char cmd[1024];
-    snprintf(cmd, sizeof(cmd), "printf hi | SHOAL_URL=%s '%s/shoal' invoke hello", C.url, C.build);
+    snprintf(cmd, sizeof(cmd), "printf hi | SHOAL_URL=%s SHOAL_TOKEN=%s '%s/shoal' invoke hello",
+             C.url, C.token, C.build);
     FILE *p = popen(cmd, "r");
     size_t n = fread(out, 1, sizeof(out) - 1, p);
     out[n] = '\0';
@@ -110,6 +113,35 @@ static void test_commands(void **state)
         assert_non_null(strstr(out, cmds[i]));
     }
     assert_int_equal(shoal("--help"), 0);
+    assert_non_null(strstr(out, "SHOAL_TOKEN"));
+
+    /* Authentication: a wrong token, and none at all, each give one line saying how to give the
+     * right one; --token beats SHOAL_TOKEN, which beats the home's file. */
+    assert_int_equal(shoal("--token wrong-token-0123456789abcdef ls"), 1);
+    assert_non_null(strstr(out, "403"));
+    assert_non_null(strstr(out, "--token"));
+    assert_non_null(strchr(out, '\n'));
+    assert_null(strchr(strchr(out, '\n') + 1, '\n'));
+    assert_int_equal(shoal("--home /nonexistent ls"), 1);
+    assert_non_null(strstr(out, "401"));
+    assert_non_null(strstr(out, "SHOAL_TOKEN"));
+    assert_null(strchr(strchr(out, '\n') + 1, '\n'));
+    assert_int_equal(shoal("--home /nonexistent --token %s ls", C.token), 0);
+    assert_int_equal(shoal("--token bad ls"), 2);
+    assert_non_null(strstr(out, "16..256"));
+    snprintf(cmd, sizeof(cmd),
+             "SHOAL_URL=%s SHOAL_TOKEN=wrong-token-0123456789abcdef '%s/shoal' --home '%s' ls "
+             ">/dev/null 2>&1",
+             C.url, C.build, C.home);
+    int st = system(cmd);
+    assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 1);
+    /* A function deployed --public is invoked without any token; --private closes it again. */
+    assert_int_equal(shoal("deploy open examples/upper/upper.c --public"), 0);
+    assert_int_equal(shoal("--home /nonexistent invoke open -d quiet"), 0);
+    assert_string_equal(out, "QUIET");
+    assert_int_equal(shoal("deploy open examples/upper/upper.c --private"), 0);
+    assert_int_equal(shoal("--home /nonexistent invoke open -d quiet"), 1);
+    assert_non_null(strstr(out, "401"));
 }
 
 static pid_t up_pid;
@@ -162,14 +194,28 @@ static void test_up(void **state)
     if ((up = fork()) == 0) {
         char log[400];
         snprintf(log, sizeof(log), "%s/up.log", C.home);
-        if (freopen(log, "w", stderr) == NULL || freopen(log, "a", stdout) == NULL)
+        if (freopen(log, "a", stderr) == NULL || freopen(log, "a", stdout) == NULL)
             _exit(126);
         execl(bin, bin, "up", "--listen", listen, "--worker-listen", wlisten, "--home", home,
               (char *)NULL);
         _exit(127);
     }
     up_pid = up;
+    /* The controller writes its token into the home before it answers; the API needs it. */
+    snprintf(U.home, sizeof(U.home), "%.200s", home);
+    for (int i = 0; i < 150 && cluster_read_token(&U) < 0; i++)
+        usleep(100000);
+    assert_int_equal(strlen(U.token), 64);
     assert_int_equal(cluster_wait_workers(&U, 1, 15000), 0);
+    /* shoal up printed it once, with where it is kept. */
+    char log[400], expect[400];
+    snprintf(log, sizeof(log), "%s/up.log", C.home);
+    snprintf(expect, sizeof(expect), "token: %s (also in %s/token)", U.token, home);
+    size_t loglen;
+    char *text = read_whole(log, &loglen);
+    assert_non_null(text);
+    assert_non_null(strstr(text, expect));
+    free(text);
     char so[400];
     snprintf(so, sizeof(so), "%s/examples/hello.so", C.build);
     assert_int_equal(deploy_file(&U, "hello", so, NULL, NULL), 201);

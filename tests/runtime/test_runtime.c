@@ -21,6 +21,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "common/util.h"
 #include "runtime/runtime.h"
 #include "runtime/sandbox.h"
 
@@ -447,6 +448,30 @@ static void test_call_group(void **state)
     assert_int_equal(shoal_channel_decode_up(&W.lay, SHOAL_MSG_CALL, buf, rec.len, &m), -EPROTO);
 }
 
+/* Sends a GROUP message g followed by maplen bytes of node map, with the arena fd, on sock. */
+static void send_group_msg(int sock, shoal_arena_t *a, const shoal_ctl_group_t *g, const void *map,
+                           size_t maplen)
+{
+    union {
+        char buf[CMSG_SPACE(sizeof(int))];
+        struct cmsghdr align;
+    } cbuf;
+    struct iovec iov[2] = {{(void *)g, sizeof(*g)}, {(void *)map, maplen}};
+    struct msghdr mh = {.msg_iov = iov, .msg_iovlen = maplen > 0 ? 2 : 1};
+    struct cmsghdr *cm;
+    int fd = shoal_arena_fd(a);
+
+    memset(&cbuf, 0, sizeof(cbuf));
+    mh.msg_control = cbuf.buf;
+    mh.msg_controllen = sizeof(cbuf.buf);
+    cm = CMSG_FIRSTHDR(&mh);
+    cm->cmsg_level = SOL_SOCKET;
+    cm->cmsg_type = SCM_RIGHTS;
+    cm->cmsg_len = CMSG_LEN(sizeof(int));
+    memcpy(CMSG_DATA(cm), &fd, sizeof(int));
+    assert_int_equal(sendmsg(sock, &mh, 0), (ssize_t)(sizeof(*g) + maplen));
+}
+
 /* Plays the worker's part of a group invocation: SHOAL_CTL_GROUP with the arena fd. */
 static void send_group(shoal_arena_t *a, uint64_t for_seq, int rank, int size)
 {
@@ -455,7 +480,10 @@ static void send_group(shoal_arena_t *a, uint64_t for_seq, int rank, int size)
                            .seq = for_seq,
                            .rank = rank,
                            .size = size,
-                           .deadline_ns = shoal_arena_header(a)->deadline_ns};
+                           .deadline_ns = shoal_arena_header(a)->deadline_ns,
+                           .grank = rank,
+                           .gsize = size,
+                           .nnodes = 1};
     union {
         char buf[CMSG_SPACE(sizeof(int))];
         struct cmsghdr align;
@@ -490,6 +518,9 @@ static int fn_rank0(shoal_ctx *c)
 
     if (shoal_rank(c) != 0 || shoal_size(c) != 2)
         return shoal_error(c, "rank %d size %d", shoal_rank(c), shoal_size(c));
+    /* One node: the same-node engine only, no hierarchical layer. */
+    if (c->net != NULL)
+        return shoal_error(c, "net on a one-node group");
     if (shoal_bcast(c, 0, "hello", 5, &b) != 0 || b.len != 5)
         return shoal_error(c, "bcast");
     if (shoal_recv(c, 1, &b) != 0 || b.len != 5 || memcmp(b.data, "from1", 5) != 0)
@@ -598,13 +629,357 @@ static void test_group_join_errors(void **state)
     shoal_arena_destroy(a);
 }
 
+/* ---- groups spread over nodes (runtime/net.c) ---- */
+
+/* A GROUP message of a spread group: global rank grank of gsize over nnodes, this node `node`. */
+static shoal_ctl_group_t spread_msg(shoal_arena_t *a, uint64_t for_seq, int rank, int size,
+                                    int grank, int gsize, uint32_t nnodes, uint32_t node)
+{
+    shoal_ctl_group_t g = {.magic = SHOAL_CTL_MAGIC,
+                           .type = SHOAL_CTL_GROUP,
+                           .seq = for_seq,
+                           .rank = rank,
+                           .size = size,
+                           .deadline_ns = shoal_arena_header(a)->deadline_ns,
+                           .grank = grank,
+                           .gsize = gsize,
+                           .nnodes = nnodes,
+                           .node = node,
+                           .group_id = 42};
+    return g;
+}
+
+/* Sends g (+ map) and runs fn_echo: the join must fail with a clear error, the function must not
+ * run and nothing of the group may be left. */
+static void join_fails(shoal_arena_t *a, const shoal_ctl_group_t *g, const uint16_t *map,
+                       size_t maplen)
+{
+    shoal_up_msg_t m;
+
+    send_group_msg(SV[0], a, g, map, maplen);
+    run_flags = SHOAL_INVOKE_GROUP;
+    m = run(fn_echo, "x", 1, NULL, 0);
+    run_flags = 0;
+    assert_true(m.u.done.m.rc != 0);
+    assert_true(m.u.done.m.flags & SHOAL_DONE_NO_GROUP);
+    assert_int_equal(m.u.done.m.out_len, 0);
+    assert_non_null(memmem(m.u.done.err, m.u.done.m.err_len, "cannot join the group", 21));
+    assert_null(CTX->net);
+}
+
+static void test_group_spread_errors(void **state)
+{
+    uint16_t map[8] = {0, 1, 0, 1, 0, 1, 0, 1}, bad[8];
+    shoal_arena_t *a;
+    shoal_ctl_group_t g;
+    (void)state;
+
+    /* Node 0 of a group of 4 over 2 nodes holds global ranks 0 and 2; this is rank 1 of it. */
+    assert_int_equal(shoal_arena_create(&a, 2, 0, in_10s()), 0);
+    g = spread_msg(a, seq + 1, 1, 2, 2, 4, 2, 0);
+    join_fails(a, &g, NULL, 0); /* the map is missing */
+    g.seq = seq + 1;
+    join_fails(a, &g, map, 6); /* cut short */
+    g.seq = seq + 1;
+    join_fails(a, &g, map, 10); /* bytes after the map */
+    memcpy(bad, map, sizeof(bad));
+    bad[3] = 2; /* a node index >= nnodes */
+    g.seq = seq + 1;
+    join_fails(a, &g, bad, 8);
+    bad[3] = 0; /* three ranks on node 0, whose arena has two */
+    g.seq = seq + 1;
+    join_fails(a, &g, bad, 8);
+    memset(bad, 0, sizeof(bad)); /* node 1 without ranks */
+    bad[2] = 0;
+    g.seq = seq + 1;
+    join_fails(a, &g, bad, 8);
+    g = spread_msg(a, seq + 1, 1, 2, 1, 4, 2, 0); /* global rank 1 is on node 1 */
+    join_fails(a, &g, map, 8);
+    g = spread_msg(a, seq + 1, 0, 2, 2, 4, 2, 0); /* global rank 2 is local rank 1, not 0 */
+    join_fails(a, &g, map, 8);
+    g = spread_msg(a, seq + 1, 1, 2, 2, 4, 2, 2); /* node >= nnodes */
+    join_fails(a, &g, map, 8);
+    g = spread_msg(a, seq + 1, 1, 2, 4, 4, 2, 0); /* grank >= gsize */
+    join_fails(a, &g, map, 8);
+    g = spread_msg(a, seq + 1, 1, 2, 2, -4, 2, 0); /* negative gsize */
+    join_fails(a, &g, map, 8);
+    g = spread_msg(a, seq + 1, 1, 2, 2, 4, 5, 0); /* more nodes than ranks */
+    join_fails(a, &g, map, 8);
+    g = spread_msg(a, seq + 1, 1, 2, 2, 4, 0, 0); /* no node at all */
+    join_fails(a, &g, NULL, 0);
+    g = spread_msg(a, seq + 1, 1, 2, 0, 2, 1, 0); /* one node, but grank != rank */
+    join_fails(a, &g, NULL, 0);
+    g = spread_msg(a, seq + 1, 1, 2, 1, 3, 1, 0); /* one node, but gsize != size */
+    join_fails(a, &g, NULL, 0);
+    g = spread_msg(a, seq + 1, 1, 2, 2, SHOAL_CHANNEL_GROUP_MAX + 1, 2, 0); /* too large */
+    join_fails(a, &g, map, 8);
+    shoal_arena_destroy(a);
+}
+
+#define SP_N 3 /* instances: global ranks 0 and 2 on node 0, 1 on node 1 */
+
+/* Every collective across the two nodes, checked in each rank. */
+static int fn_spread(shoal_ctx *c)
+{
+    static const char scat[] = "to-0to-1to-2";
+    int me = shoal_rank(c), n = shoal_size(c);
+    char msg[32], want[32];
+    shoal_buf b, parts[SP_N], send[SP_N], recv[SP_N];
+    int64_t x = me + 1, y = 0;
+    double d = 0.5 * me, dy = 0;
+
+    if (n != SP_N || me < 0 || me >= n || c->net == NULL)
+        return shoal_error(c, "rank %d size %d net %p", me, n, (void *)c->net);
+    if (shoal_barrier(c) != 0)
+        return shoal_error(c, "barrier");
+    if (shoal_bcast(c, 2, "from-rank-2", me == 2 ? 11 : 0, &b) != 0 || b.len != 11 ||
+        memcmp(b.data, "from-rank-2", 11) != 0)
+        return shoal_error(c, "bcast");
+    if (shoal_allreduce(c, &x, &y, 1, SHOAL_INT64, SHOAL_SUM) != 0 || y != 6)
+        return shoal_error(c, "allreduce %lld", (long long)y);
+    if (shoal_reduce(c, 1, &d, &dy, 1, SHOAL_DOUBLE, SHOAL_SUM) != 0 || (me == 1 && dy != 1.5))
+        return shoal_error(c, "reduce");
+    snprintf(msg, sizeof(msg), "gather-%d", me);
+    if (shoal_gather(c, 1, msg, strlen(msg), parts) != 0)
+        return shoal_error(c, "gather");
+    for (int i = 0; me == 1 && i < n; i++) {
+        snprintf(want, sizeof(want), "gather-%d", i);
+        if (parts[i].len != strlen(want) || memcmp(parts[i].data, want, parts[i].len) != 0)
+            return shoal_error(c, "gather part %d", i);
+    }
+    for (int i = 0; i < n; i++)
+        parts[i] = (shoal_buf){&scat[4 * i], (size_t)(i == 1 ? 0 : 4)};
+    if (shoal_scatter(c, 0, parts, &b) != 0 || b.len != (me == 1 ? 0u : 4u) ||
+        (me != 1 && memcmp(b.data, &scat[4 * me], 4) != 0))
+        return shoal_error(c, "scatter");
+    for (int j = 0; j < n; j++)
+        send[j] = (shoal_buf){"abcdefghij", (size_t)((me * 3 + j) % 4)};
+    if (shoal_shuffle(c, send, recv) != 0)
+        return shoal_error(c, "shuffle");
+    for (int j = 0; j < n; j++)
+        if (recv[j].len != (size_t)((j * 3 + me) % 4) ||
+            memcmp(recv[j].data, "abcdefghij", recv[j].len) != 0)
+            return shoal_error(c, "shuffle part %d", j);
+    snprintf(msg, sizeof(msg), "p2p-%d", me);
+    if (shoal_send(c, (me + 1) % n, msg, strlen(msg)) != 0)
+        return shoal_error(c, "send");
+    snprintf(want, sizeof(want), "p2p-%d", (me + n - 1) % n);
+    if (shoal_recv(c, (me + n - 1) % n, &b) != 0 || b.len != strlen(want) ||
+        memcmp(b.data, want, b.len) != 0)
+        return shoal_error(c, "recv");
+    if (shoal_recv(c, me, &b) != -EDEADLK)
+        return shoal_error(c, "recv from self");
+    if (shoal_barrier(c) != 0)
+        return shoal_error(c, "last barrier");
+    snprintf(msg, sizeof(msg), "ok-%d", me);
+    return shoal_output(c, msg, strlen(msg));
+}
+
+/* Rank 1 of the spread group returns at once with an error: the others must fail promptly. */
+static int fn_spread_fail(shoal_ctx *c)
+{
+    int64_t x = 1, y;
+    int r;
+
+    if (shoal_rank(c) == 1)
+        return shoal_error(c, "rank 1 gives up");
+    r = shoal_allreduce(c, &x, &y, 1, SHOAL_INT64, SHOAL_SUM);
+    return shoal_error(c, "allreduce: %d", r);
+}
+
+struct sp_inst {
+    shoal_channel_t W, I;
+    int sv[2];
+    pid_t pid;
+    int node, done, rc;
+    char out[64];
+};
+
+struct sp_msg {
+    int src, dst, taken;
+    uint64_t tag, off, len;
+};
+
+struct sp_pending {
+    int active, src;
+    uint64_t xseq, tag;
+};
+
+static uint64_t data_base(shoal_arena_t *a)
+{
+    return (uint64_t)(shoal_arena_data(a) - (uint8_t *)shoal_arena_header(a));
+}
+
+static void answer(struct sp_inst *in, uint64_t xseq, int err, uint64_t off, uint64_t len)
+{
+    shoal_msg_xdone_t d = {.xseq = xseq, .err = err, .off = off, .len = len};
+    struct iovec iov = {&d, sizeof(d)};
+
+    assert_int_equal(shoal_channel_send(&in->W, SHOAL_MSG_XDONE, &iov, 1), 0);
+    shoal_channel_wake_instance(&in->W);
+}
+
+/* Runs fn as the 3 ranks, the test playing both nodes' workers: it moves XSEND bytes from one
+ * node's arena into space allocated in the other's and answers XRECVs with them. With
+ * abort_on_fail, a rank's failed DONE aborts every arena (as the workers propagate a failure). */
+static void run_spread(shoal_main_fn fn, int abort_on_fail, struct sp_inst *in)
+{
+    static const uint16_t map[SP_N] = {0, 1, 0};
+    static struct sp_msg msgs[256];
+    struct sp_pending pend[SP_N];
+    shoal_arena_t *a[2];
+    uint64_t limit = in_10s(), inv_seq = 1000;
+    int nmsg = 0, left = SP_N;
+
+    memset(pend, 0, sizeof(pend));
+    assert_int_equal(shoal_arena_create(&a[0], 2, 64u << 20, in_10s()), 0);
+    assert_int_equal(shoal_arena_create(&a[1], 1, 64u << 20, in_10s()), 0);
+    for (int g = 0; g < SP_N; g++) {
+        shoal_rt_ctx *ctx = malloc(sizeof(*ctx));
+        shoal_msg_invoke_t inv = {.seq = inv_seq, .flags = SHOAL_INVOKE_GROUP};
+        int node = map[g], lr = g == 2 ? 1 : 0;
+        shoal_ctl_group_t m =
+            spread_msg(a[node], inv_seq, lr, node == 0 ? 2 : 1, g, SP_N, 2, (uint32_t)node);
+
+        assert_non_null(ctx);
+        memset(&in[g], 0, sizeof(in[g]));
+        in[g].node = node;
+        assert_int_equal(shoal_channel_create(&in[g].W, BODY), 0);
+        assert_int_equal(shoal_channel_open(&in[g].I, dup(in[g].W.fd)), 0);
+        assert_int_equal(socketpair(AF_UNIX, SOCK_SEQPACKET, 0, in[g].sv), 0);
+        fcntl(in[g].sv[0], F_SETFL, O_NONBLOCK);
+        send_group_msg(in[g].sv[0], a[node], &m, map, sizeof(map));
+        shoal_rt_init(ctx, &in[g].I, in[g].sv[1]);
+        fflush(NULL);
+        if ((in[g].pid = fork()) == 0)
+            _exit(shoal_rt_run(ctx, fn, &inv) == 0 ? 0 : 3);
+        free(ctx);
+    }
+    while (left > 0) {
+        assert_true(shoal_util_now_ns() < limit);
+        for (int g = 0; g < SP_N; g++) {
+            struct sp_inst *p = &in[g];
+            shoal_ring_rec_t rec;
+            shoal_msg_xfer_t x;
+            shoal_up_msg_t m;
+
+            while (shoal_channel_recv(&p->W, &rec, upbuf, sizeof(upbuf)) == 1) {
+                if (rec.type == SHOAL_MSG_XSEND || rec.type == SHOAL_MSG_XRECV) {
+                    assert_int_equal(rec.len, sizeof(x));
+                    memcpy(&x, upbuf, sizeof(x));
+                    assert_true(x.node < 2 && (int)x.node != p->node);
+                }
+                if (rec.type == SHOAL_MSG_XSEND) {
+                    shoal_arena_t *from = a[p->node], *to = a[x.node];
+                    uint64_t base = data_base(from), doff = 0;
+                    const void *src =
+                        x.off >= base ? shoal_arena_view(from, x.off - base, x.len) : NULL;
+
+                    assert_non_null(src);
+                    for (int i = 0; i < nmsg; i++) /* each (src, dst, tag) once */
+                        assert_false(msgs[i].src == p->node && msgs[i].dst == (int)x.node &&
+                                     msgs[i].tag == x.tag);
+                    if (x.len > 0) {
+                        assert_int_equal(shoal_arena_alloc(to, x.len, &doff), 0);
+                        memcpy(shoal_arena_view(to, doff, x.len), src, x.len);
+                    }
+                    assert_true(nmsg < 256);
+                    msgs[nmsg++] = (struct sp_msg){p->node, (int)x.node, 0, x.tag, doff, x.len};
+                    answer(p, x.xseq, 0, 0, 0);
+                } else if (rec.type == SHOAL_MSG_XRECV) {
+                    assert_false(pend[g].active);
+                    pend[g] = (struct sp_pending){1, (int)x.node, x.xseq, x.tag};
+                } else {
+                    assert_int_equal(
+                        shoal_channel_decode_up(&p->W.lay, rec.type, upbuf, rec.len, &m), 0);
+                    if (m.type != SHOAL_MSG_DONE)
+                        continue;
+                    p->done = 1;
+                    p->rc = m.u.done.m.rc;
+                    if (m.u.done.m.rc == 0 && m.u.done.m.out_len < sizeof(p->out))
+                        memcpy(p->out, p->W.out, m.u.done.m.out_len);
+                    else
+                        snprintf(p->out, sizeof(p->out), "%.*s", (int)m.u.done.m.err_len,
+                                 m.u.done.err);
+                    if (m.u.done.m.rc != 0 && abort_on_fail)
+                        for (int k = 0; k < 2; k++)
+                            shoal_arena_abort(a[k], -1, SHOAL_ARENA_FAIL_LEFT);
+                    left--;
+                }
+            }
+            /* Match waiting XRECVs with arrived bytes. */
+            for (int i = 0; pend[g].active && i < nmsg; i++) {
+                struct sp_msg *s = &msgs[i];
+
+                if (!s->taken && s->src == pend[g].src && s->dst == p->node &&
+                    s->tag == pend[g].tag) {
+                    s->taken = 1;
+                    pend[g].active = 0;
+                    answer(p, pend[g].xseq, 0, data_base(a[p->node]) + s->off, s->len);
+                }
+            }
+        }
+        usleep(100);
+    }
+    for (int g = 0; g < SP_N; g++) {
+        int status;
+
+        assert_int_equal(waitpid(in[g].pid, &status, 0), in[g].pid);
+        assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+        shoal_channel_close(&in[g].I);
+        shoal_channel_close(&in[g].W);
+        close(in[g].sv[0]);
+        close(in[g].sv[1]);
+    }
+    shoal_arena_destroy(a[0]);
+    shoal_arena_destroy(a[1]);
+}
+
+static void test_group_spread(void **state)
+{
+    struct sp_inst in[SP_N];
+    char want[16];
+    (void)state;
+
+    run_spread(fn_spread, 0, in);
+    for (int g = 0; g < SP_N; g++) {
+        if (in[g].rc != 0)
+            fail_msg("rank %d: %s", g, in[g].out);
+        snprintf(want, sizeof(want), "ok-%d", g);
+        assert_string_equal(in[g].out, want);
+    }
+}
+
+static void test_group_spread_fail(void **state)
+{
+    struct sp_inst in[SP_N];
+    uint64_t t0 = shoal_util_now_ns();
+    (void)state;
+
+    /* Ranks 0 and 2 wait in an allreduce for rank 1 on the other node, which fails: they end
+     * with -ECONNABORTED long before the 10 s deadline. */
+    run_spread(fn_spread_fail, 1, in);
+    assert_true(shoal_util_now_ns() - t0 < 3000000000ull);
+    for (int g = 0; g < SP_N; g++)
+        assert_true(in[g].rc != 0);
+    assert_non_null(strstr(in[0].out, "allreduce: -103"));
+    assert_non_null(strstr(in[2].out, "allreduce: -103"));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_io),         cmocka_unit_test(test_meta),
-        cmocka_unit_test(test_log),        cmocka_unit_test(test_call),
-        cmocka_unit_test(test_group),      cmocka_unit_test(test_call_group),
-        cmocka_unit_test(test_group_join), cmocka_unit_test(test_group_join_errors),
+        cmocka_unit_test(test_io),
+        cmocka_unit_test(test_meta),
+        cmocka_unit_test(test_log),
+        cmocka_unit_test(test_call),
+        cmocka_unit_test(test_group),
+        cmocka_unit_test(test_call_group),
+        cmocka_unit_test(test_group_join),
+        cmocka_unit_test(test_group_join_errors),
+        cmocka_unit_test(test_group_spread_errors),
+        cmocka_unit_test(test_group_spread),
+        cmocka_unit_test(test_group_spread_fail),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

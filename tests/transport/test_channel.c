@@ -265,6 +265,33 @@ static void test_decode_up(void **state)
         shoal_channel_decode_up(&l, SHOAL_MSG_LOG, buf, 8 + SHOAL_CHANNEL_LOG_LINE_MAX + 1, &m),
         -EPROTO);
 
+    /* XSEND / XRECV: exact size, a node index below the largest group, no wrapping range, pad
+     * zero; XRECV's off/len are ignored (zeroed). */
+    shoal_msg_xfer_t x = {.xseq = 7, .tag = 1ull << 63, .off = 4096, .len = 100, .node = 1};
+    memcpy(buf, &x, sizeof(x));
+    assert_int_equal(shoal_channel_decode_up(&l, SHOAL_MSG_XSEND, buf, sizeof(x), &m), 0);
+    assert_int_equal(m.u.xfer.xseq, 7);
+    assert_int_equal(m.u.xfer.off, 4096);
+    assert_int_equal(m.u.xfer.len, 100);
+    assert_int_equal(shoal_channel_decode_up(&l, SHOAL_MSG_XRECV, buf, sizeof(x), &m), 0);
+    assert_int_equal(m.u.xfer.off, 0);
+    assert_int_equal(m.u.xfer.len, 0);
+    assert_int_equal(m.u.xfer.tag, 1ull << 63);
+    assert_int_equal(shoal_channel_decode_up(&l, SHOAL_MSG_XSEND, buf, sizeof(x) - 1, &m), -EPROTO);
+    assert_int_equal(shoal_channel_decode_up(&l, SHOAL_MSG_XSEND, buf, sizeof(x) + 1, &m), -EPROTO);
+    shoal_msg_xfer_t bx = x;
+    bx.node = SHOAL_CHANNEL_GROUP_MAX;
+    memcpy(buf, &bx, sizeof(bx));
+    assert_int_equal(shoal_channel_decode_up(&l, SHOAL_MSG_XRECV, buf, sizeof(bx), &m), -EPROTO);
+    bx = x;
+    bx.off = UINT64_MAX - 10; /* wraps */
+    memcpy(buf, &bx, sizeof(bx));
+    assert_int_equal(shoal_channel_decode_up(&l, SHOAL_MSG_XSEND, buf, sizeof(bx), &m), -EPROTO);
+    bx = x;
+    bx.pad = 1;
+    memcpy(buf, &bx, sizeof(bx));
+    assert_int_equal(shoal_channel_decode_up(&l, SHOAL_MSG_XSEND, buf, sizeof(bx), &m), -EPROTO);
+
     /* Random payloads never decode to anything out of bounds. */
     srand(2);
     for (int k = 0; k < 200000; k++) {

@@ -32,6 +32,7 @@
 
 #include "common/util.h"
 #include "transport/frame.h"
+#include "worker/group.h"
 
 static const char *functions[][2] = {
     {"echo",
@@ -917,7 +918,7 @@ static int arena_maps(void)
 
 static void test_group_no_leaks(void **state)
 {
-    int fds_before, fds_after, arenas, i;
+    int fds_before, fds_after, arenas, arenas_before, maps_before, i;
     double t;
     frame_t r;
     (void)state;
@@ -927,8 +928,11 @@ static void test_group_no_leaks(void **state)
         expect_ok(&r, "warm-up");
         frame_free(&r);
     }
-    fds_before = count_fds_stable(T.worker, &arenas);
-    assert_int_equal(arenas, 0);
+    /* The worker keeps the last arena of each function warm for its next group
+     * (SHOAL_GROUP_SPARES): one memfd per function so far, mapped by the worker alone. */
+    fds_before = count_fds_stable(T.worker, &arenas_before);
+    assert_in_range(arenas_before, 1, SHOAL_GROUP_SPARES);
+    maps_before = arena_maps();
     t = now_s();
     for (i = 0; i < 1000; i++) {
         run_group(&r, group_fn("gleak", 60000, 8), group_meta(2 + i % 2), "barrier");
@@ -938,9 +942,9 @@ static void test_group_no_leaks(void **state)
     }
     t = now_s() - t;
     fds_after = count_fds_stable(T.worker, &arenas);
-    assert_int_equal(arenas, 0);
+    assert_int_equal(arenas, arenas_before);
     assert_int_equal(fds_after, fds_before);
-    assert_int_equal(arena_maps(), 0);
+    assert_int_equal(arena_maps(), maps_before);
     print_message("1000 groups of 2-3 ranks (one barrier each): %.1f us per group\n",
                   t * 1e6 / 1000);
 }
