@@ -425,12 +425,18 @@ static int read_bulk(shoal_rt_redis_t *h, uint8_t *dst, uint64_t len)
     return 0;
 }
 
-typedef int (*reply_cb)(shoal_rt_redis_t *h, void *arg, size_t i, const redisReply *r);
+/* What run() reads a part into: the first n replies are its chunks. */
+struct fetch {
+    uint8_t *dst;
+    uint64_t len, n; /* bytes and chunks expected */
+    long long after; /* the integer reply right after the chunks (bcast's DECR), or -1 */
+};
 
-/* Writes the pending commands and reads every reply, handing each (but errors) to cb in order.
- * An error reply makes the result -EPROTO; the other replies are still read, so the connection
- * stays in step. */
-static int run(shoal_rt_redis_t *h, reply_cb cb, void *arg)
+/* Writes the pending commands and reads every reply in order. With f, the first f->n replies are
+ * the chunks of a part, read with read_bulk straight into f->dst, and an integer reply right
+ * after them is kept in f->after. An error reply makes the result -EPROTO; the other replies are
+ * still read, so the connection stays in step. */
+static int run(shoal_rt_redis_t *h, struct fetch *f)
 {
     size_t n = h->nreplies;
     redisReply *rep;
@@ -441,12 +447,19 @@ static int run(shoal_rt_redis_t *h, reply_cb cb, void *arg)
     if ((r = flush(h)) < 0)
         return r;
     for (size_t i = 0; i < n; i++) {
+        if (f != NULL && i < f->n) {
+            uint64_t off = (uint64_t)i * h->chunk;
+            if ((r = read_bulk(h, f->dst + off,
+                               f->len - off < h->chunk ? f->len - off : h->chunk)) < 0)
+                return r;
+            continue;
+        }
         if ((r = get_reply(h, &rep)) < 0)
             return r;
         if (rep->type == REDIS_REPLY_ERROR)
             r = -EPROTO;
-        else if (cb != NULL && err == 0)
-            r = cb(h, arg, i, rep);
+        else if (f != NULL && i == f->n && rep->type == REDIS_REPLY_INTEGER)
+            f->after = rep->integer;
         if (r < 0 && err == 0)
             err = r;
         freeReplyObject(rep);
@@ -501,54 +514,6 @@ static int get(shoal_rt_redis_t *h, const char *base, uint64_t len, int del)
         if (cmds(h, 2, del ? "GETDEL" : "GET", k) < 0)
             return -ENOMEM;
     }
-    return 0;
-}
-
-struct fetch {
-    uint8_t *dst;
-    uint64_t len, n; /* bytes and chunks expected */
-    long long after; /* the integer reply right after the chunks (bcast's DECR), or -1 */
-};
-
-/* run() for commands whose first f->n replies are the chunks of a part: those are read with
- * read_bulk straight into f->dst, the others as run() does (fetch_cb keeps the integer reply that
- * follows the chunks, if any). Also serves a pipeline without chunks (f->n = 0). */
-static int fetch_cb(shoal_rt_redis_t *h, void *arg, size_t i, const redisReply *r);
-static int run_fetch(shoal_rt_redis_t *h, struct fetch *f)
-{
-    size_t n = h->nreplies;
-    redisReply *rep;
-    int err = 0, r;
-
-    if (h->err != 0)
-        return h->err;
-    if ((r = flush(h)) < 0)
-        return r;
-    for (size_t i = 0; i < n; i++) {
-        if (i < f->n) {
-            uint64_t off = (uint64_t)i * h->chunk;
-            if ((r = read_bulk(h, f->dst + off,
-                               f->len - off < h->chunk ? f->len - off : h->chunk)) < 0)
-                return r;
-            continue;
-        }
-        if ((r = get_reply(h, &rep)) < 0)
-            return r;
-        r = rep->type == REDIS_REPLY_ERROR ? -EPROTO : fetch_cb(h, f, i, rep);
-        if (r < 0 && err == 0)
-            err = r;
-        freeReplyObject(rep);
-    }
-    return err;
-}
-
-static int fetch_cb(shoal_rt_redis_t *h, void *arg, size_t i, const redisReply *r)
-{
-    struct fetch *f = arg;
-
-    (void)h;
-    if (i == f->n && r->type == REDIS_REPLY_INTEGER)
-        f->after = r->integer;
     return 0;
 }
 
@@ -754,7 +719,7 @@ static int fetch(shoal_rt_redis_t *h, const char *base, uint64_t len, uint8_t *d
         return 0;
     if (get(h, base, len, del) < 0)
         return -ENOMEM;
-    return run_fetch(h, &f);
+    return run(h, &f);
 }
 
 /* Starts a collective: its sequence number. */
@@ -880,7 +845,7 @@ int shoal_rt_redis_barrier(shoal_rt_redis_t *h)
     key(h, k, "c:%u:bar", h->seq);
     if (cmds(h, 2, "INCR", k) < 0 || cmds(h, 3, "PEXPIREAT", k, h->expire) < 0)
         return fail(h, -ENOMEM);
-    if ((r = run_fetch(h, &f)) < 0)
+    if ((r = run(h, &f)) < 0)
         return fail(h, r);
     if (f.after < 1 || f.after > h->size)
         return fail(h, -EPROTO);
@@ -894,7 +859,7 @@ int shoal_rt_redis_barrier(shoal_rt_redis_t *h)
     for (int p = 0; p < h->size; p++)
         if (p != h->rank && notify(h, p, note) < 0)
             return fail(h, -ENOMEM);
-    return (r = run(h, NULL, NULL)) < 0 ? fail(h, r) : 0;
+    return (r = run(h, NULL)) < 0 ? fail(h, r) : 0;
 }
 
 /* The root's half of a broadcast of collective seq: the part once, a reference count for the
@@ -916,7 +881,7 @@ static int bc_send(shoal_rt_redis_t *h, unsigned kind, unsigned phase, int root,
     for (int p = 0; p < h->size; p++)
         if (p != root && notify(h, p, note) < 0)
             return -ENOMEM;
-    return run(h, NULL, NULL);
+    return run(h, NULL);
 }
 
 /* A consumer's half: waits for the root's notification (of kind and phase), reads the part into
@@ -945,7 +910,7 @@ static int bc_recv(shoal_rt_redis_t *h, unsigned kind, unsigned phase, int root,
     f = (struct fetch){dst, n.len, nchunks(h, n.len), -1};
     if (get(h, base, n.len, 0) < 0 || cmds(h, 2, "DECR", refs) < 0)
         return -ENOMEM;
-    if ((r = run_fetch(h, &f)) < 0)
+    if ((r = run(h, &f)) < 0)
         return r;
     if (f.after != 0)
         return f.after > 0 && f.after < h->size ? 0 : -EPROTO;
@@ -956,7 +921,7 @@ static int bc_recv(shoal_rt_redis_t *h, unsigned kind, unsigned phase, int root,
         if (cmds(h, 2, "UNLINK", k) < 0)
             return -ENOMEM;
     }
-    return run(h, NULL, NULL);
+    return run(h, NULL);
 }
 
 int shoal_rt_redis_bcast(shoal_rt_redis_t *h, int root, const void *data, size_t len,
@@ -1024,7 +989,7 @@ int shoal_rt_redis_scatter(shoal_rt_redis_t *h, int root, const shoal_buf *parts
             if (p != root &&
                 p2p_send(h, SHOAL_COLL_SCATTER, p, root, parts[p].data, parts[p].len, 0, 0) < 0)
                 return fail(h, -ENOMEM);
-        if ((r = run(h, NULL, NULL)) < 0 ||
+        if ((r = run(h, NULL)) < 0 ||
             (r = keep_copy(h, parts[root].data, parts[root].len, out)) < 0)
             return fail(h, r);
         return 0;
@@ -1049,7 +1014,7 @@ int shoal_rt_redis_gather(shoal_rt_redis_t *h, int root, const void *data, size_
     if (h->rank != root) {
         if (p2p_send(h, SHOAL_COLL_GATHER, root, root, data, len, 0, 0) < 0)
             return fail(h, -ENOMEM);
-        return (r = run(h, NULL, NULL)) < 0 ? fail(h, r) : 0;
+        return (r = run(h, NULL)) < 0 ? fail(h, r) : 0;
     }
     for (int p = 0; p < h->size; p++) {
         if (p == root)
@@ -1075,7 +1040,7 @@ int shoal_rt_redis_shuffle(shoal_rt_redis_t *h, const shoal_buf *send, shoal_buf
         if (p != h->rank &&
             p2p_send(h, SHOAL_COLL_SHUFFLE, p, -1, send[p].data, send[p].len, 0, 0) < 0)
             return fail(h, -ENOMEM);
-    if ((r = run(h, NULL, NULL)) < 0)
+    if ((r = run(h, NULL)) < 0)
         return fail(h, r);
     for (int p = 0; p < h->size; p++) {
         if (p == h->rank)
@@ -1116,7 +1081,7 @@ static int reduce(shoal_rt_redis_t *h, unsigned kind, int root, const void *in, 
     if (h->rank != to) {
         if (p2p_send(h, kind, to, root, in, len, count, dtop) < 0)
             return fail(h, -ENOMEM);
-        if ((r = run(h, NULL, NULL)) < 0)
+        if ((r = run(h, NULL)) < 0)
             return fail(h, r);
     } else {
         if (len != 0 && ((acc = malloc(len)) == NULL || (tmp = malloc(len)) == NULL)) {
@@ -1189,7 +1154,7 @@ int shoal_rt_redis_send(shoal_rt_redis_t *h, int dst, const void *data, size_t l
     snprintf(note, sizeof(note), "M %u %d %zu", h->sent[dst], h->rank, len);
     if (put(h, base, data, len) < 0 || notify(h, dst, note) < 0)
         return -ENOMEM;
-    if ((r = run(h, NULL, NULL)) < 0)
+    if ((r = run(h, NULL)) < 0)
         return r;
     h->sent[dst]++;
     return 0;

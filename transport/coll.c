@@ -226,11 +226,6 @@ static int place(shoal_coll_t *c, const void *data, size_t len, uint64_t *off)
     return 0;
 }
 
-static uint64_t part_align(uint64_t len)
-{
-    return len >= PAGE ? PAGE : 64;
-}
-
 /* Puts n buffers into the data area with one allocation and writes their entries to table. */
 static int place_many(shoal_coll_t *c, const shoal_buf *bufs, shoal_arena_part *table)
 {
@@ -240,7 +235,8 @@ static int place_many(shoal_coll_t *c, const shoal_buf *bufs, shoal_arena_part *
     for (int i = 0; i < c->n; i++) {
         if (bufs[i].len == 0 || shoal_arena_contains(c->arena, bufs[i].data, bufs[i].len, &off))
             continue;
-        total = (total + part_align(bufs[i].len) - 1) & ~(part_align(bufs[i].len) - 1);
+        total = (total + shoal_coll_part_align(bufs[i].len) - 1) &
+                ~(shoal_coll_part_align(bufs[i].len) - 1);
         if (bufs[i].len > limit || total > limit - bufs[i].len)
             return -ENOMEM;
         total += bufs[i].len;
@@ -254,7 +250,7 @@ static int place_many(shoal_coll_t *c, const shoal_buf *bufs, shoal_arena_part *
         uint64_t at = 0, len = bufs[i].len;
 
         if (len != 0 && !shoal_arena_contains(c->arena, bufs[i].data, len, &at)) {
-            off = (off + part_align(len) - 1) & ~(part_align(len) - 1);
+            off = (off + shoal_coll_part_align(len) - 1) & ~(shoal_coll_part_align(len) - 1);
             at = off;
             memcpy(c->data + at, bufs[i].data, len);
             off += len;
@@ -263,16 +259,6 @@ static int place_many(shoal_coll_t *c, const shoal_buf *bufs, shoal_arena_part *
         table[i].len = len;
     }
     return 0;
-}
-
-static int bufs_valid(const shoal_buf *b, int n)
-{
-    if (b == NULL)
-        return 0;
-    for (int i = 0; i < n; i++)
-        if (b[i].data == NULL && b[i].len != 0)
-            return 0;
-    return 1;
 }
 
 /* Unmaps the arena and frees the handle: the end of both a failed create and a destroy. */
@@ -411,7 +397,8 @@ int shoal_coll_scatter(shoal_coll_t *c, int root, const shoal_buf *parts, shoal_
     shoal_arena_slot want = {.kind = SHOAL_COLL_SCATTER, .root = root}, got;
     int r;
 
-    if (out == NULL || root < 0 || root >= c->n || (c->rank == root && !bufs_valid(parts, c->n)))
+    if (out == NULL || root < 0 || root >= c->n ||
+        (c->rank == root && !shoal_coll_bufs_valid(parts, c->n)))
         return fail(c, -EINVAL);
     if ((r = begin(c, &want)) < 0)
         return fail(c, r);
@@ -477,7 +464,7 @@ int shoal_coll_shuffle(shoal_coll_t *c, const shoal_buf *send, shoal_buf *recv)
     shoal_arena_part *mine;
     int r;
 
-    if (recv == NULL || !bufs_valid(send, c->n))
+    if (recv == NULL || !shoal_coll_bufs_valid(send, c->n))
         return fail(c, -EINVAL);
     if ((r = begin(c, &want)) < 0)
         return fail(c, r);

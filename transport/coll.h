@@ -134,4 +134,25 @@ int shoal_coll_allreduce(shoal_coll_t *c, const void *in, void *out, size_t coun
  * rank j sent to this rank. Lengths may differ per pair and be zero. */
 int shoal_coll_shuffle(shoal_coll_t *c, const shoal_buf *send, shoal_buf *recv);
 
+/* Helpers for this module and transport/hcoll.c, which lays out its bundles the same way. */
+
+/* The alignment of a part of len bytes in the data area: a page from one page up (a large part
+ * occupies whole pages of its own), else a cache line. */
+static inline uint64_t shoal_coll_part_align(uint64_t len)
+{
+    return len >= 4096u ? 4096u : 64u;
+}
+
+/* Whether b is an array of n valid buffers: not NULL, and no NULL data with a length. The check
+ * of every collective argument that takes one buffer per rank. */
+static inline int shoal_coll_bufs_valid(const shoal_buf *b, int n)
+{
+    if (b == NULL)
+        return 0;
+    for (int i = 0; i < n; i++)
+        if (b[i].data == NULL && b[i].len != 0)
+            return 0;
+    return 1;
+}
+
 #endif

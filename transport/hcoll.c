@@ -18,7 +18,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define PAGE 4096u
 #define PREFAULT_MIN (256u * 1024)
 #define SEND_TAG (1ull << 63)
 #define PAIR_BITS 43
@@ -138,21 +137,6 @@ static int to_arena(shoal_hcoll_t *h, const void *data, size_t len, const void *
     return 0;
 }
 
-static int bufs_valid(const shoal_buf *b, int n)
-{
-    if (b == NULL)
-        return 0;
-    for (int i = 0; i < n; i++)
-        if (b[i].data == NULL && b[i].len != 0)
-            return 0;
-    return 1;
-}
-
-static uint64_t part_align(uint64_t len)
-{
-    return len >= PAGE ? PAGE : 64;
-}
-
 static uint64_t align_up(uint64_t v, uint64_t a)
 {
     return (v + a - 1) & ~(a - 1);
@@ -167,7 +151,7 @@ static uint64_t table_bytes(int rows, int cols)
  * the end; UINT64_MAX when it would pass limit. */
 static uint64_t advance(uint64_t cur, uint64_t len, uint64_t limit, uint64_t *pos)
 {
-    uint64_t a = part_align(len);
+    uint64_t a = shoal_coll_part_align(len);
 
     /* limit is at most 2^63 (a data area size, or half the range): align_up cannot wrap. */
     if (cur > limit || (*pos = align_up(cur, a)) > limit || len > limit - *pos)
@@ -392,7 +376,8 @@ int shoal_hcoll_scatter(shoal_hcoll_t *h, int root, const shoal_buf *parts, shoa
     uint64_t tag;
     shoal_buf b;
 
-    if (out == NULL || root < 0 || root >= h->gsize || (me && !bufs_valid(parts, h->gsize)))
+    if (out == NULL || root < 0 || root >= h->gsize ||
+        (me && !shoal_coll_bufs_valid(parts, h->gsize)))
         return fail(h, -EINVAL);
     if ((r = begin(h)) < 0)
         return r;
@@ -643,7 +628,7 @@ int shoal_hcoll_shuffle(shoal_hcoll_t *h, const shoal_buf *send, shoal_buf *recv
     int lead = h->lrank == 0, r;
     shoal_buf d, b;
 
-    if (recv == NULL || !bufs_valid(send, h->gsize))
+    if (recv == NULL || !shoal_coll_bufs_valid(send, h->gsize))
         return fail(h, -EINVAL);
     if ((r = begin(h)) < 0)
         return r;

@@ -141,7 +141,7 @@ static shoal_arena_t *spare_take(shoal_worker_t *w, const char *fn, int n, uint6
     return NULL;
 }
 
-/* Keeps the arena of group g, which ended well on this node alone, for the next group of its
+/* Keeps the arena of group g, which ended well, for the next group of its
  * function (replacing any arena kept for that function before); destroys it when it cannot be
  * kept. Every rank has unmapped it (they do before their DONE) and no transfer uses it. The pages
  * kept stay charged to the cgroups of the instances that first wrote them, so at most a quarter
@@ -314,15 +314,10 @@ static void answer_failure(shoal_group_t *g, int who, int why)
     }
 }
 
-static void end(shoal_group_t *g)
+/* Closes the group's peer group, if any: the peer's callbacks stop, and the transfers that were
+ * waiting for them are dropped. */
+static void close_peer(shoal_group_t *g)
 {
-    shoal_worker_t *w = g->w;
-    int who = -1, why = 0, ok;
-
-    g->phase = G_ENDED;
-    uv_timer_stop(&g->timer);
-    /* The peer's callbacks stop here; what the kernel still sends from the arena keeps the
-     * peer's own mapping until it is done. */
     if (g->pg != NULL)
         shoal_peer_group_close(g->pg);
     g->pg = NULL;
@@ -331,12 +326,26 @@ static void end(shoal_group_t *g)
         g->xfers = x->next;
         free(x);
     }
+}
+
+static void end(shoal_group_t *g)
+{
+    shoal_worker_t *w = g->w;
+    int who = -1, why = 0, ok, idle;
+
+    g->phase = G_ENDED;
+    uv_timer_stop(&g->timer);
+    /* Its arena may serve the next group of the function only if no transfer still uses it. */
+    idle = g->pg == NULL || shoal_peer_group_idle(g->pg);
+    /* The peer's callbacks stop here; what the kernel still sends from the arena keeps the
+     * peer's own mapping until it is done. */
+    close_peer(g);
     /* The arena goes first: once the answer is out, nothing of the group is left (but a warm
      * arena of this function, re-armed, which only its next group can see). */
     if (!shoal_arena_failure(g->arena, &who, &why))
         who = -1;
     ok = g->fail_count == 0 && g->gkind[0] == '\0' && g->ranks[0].state == RANK_HOLD;
-    if (ok && who < 0 && g->granks == NULL)
+    if (ok && who < 0 && idle)
         spare_keep(g);
     else
         shoal_arena_destroy(g->arena);
@@ -707,13 +716,7 @@ void shoal_group_peer_gone(shoal_worker_t *w)
         snprintf(g->gkind, sizeof(g->gkind), "internal");
         snprintf(g->gmsg, sizeof(g->gmsg), "worker %s is shutting down", w->cfg.node);
         fail_group(g, -1, SHOAL_ARENA_FAIL_CANCELLED);
-        shoal_peer_group_close(g->pg);
-        g->pg = NULL;
-        while (g->xfers != NULL) {
-            xfer_t *x = g->xfers;
-            g->xfers = x->next;
-            free(x);
-        }
+        close_peer(g);
     }
 }
 
@@ -908,8 +911,7 @@ static shoal_group_t *create(shoal_worker_t *w, shoal_pool_t *pool, unsigned n,
     g->deadline_ns = g->start_ns + (s->left_ms + SHOAL_GROUP_DEADLINE_SLACK_MS) * 1000000u;
     g->memory_mb = pool->fn.memory_mb;
     g->data_size = shoal_channel_group_data((int)n, pool->fn.memory_mb);
-    if (s->spread == NULL &&
-        (g->arena = spare_take(w, g->fn, (int)n, g->data_size, g->deadline_ns)) != NULL)
+    if ((g->arena = spare_take(w, g->fn, (int)n, g->data_size, g->deadline_ns)) != NULL)
         err = 0;
     else if ((err = shoal_arena_create(&g->arena, (int)n, g->data_size, g->deadline_ns)) < 0) {
         snprintf(why, len, "cannot create the group's shared memory: %s", strerror(-err));

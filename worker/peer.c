@@ -1186,12 +1186,34 @@ int shoal_peer_recv(shoal_peer_group_t *g, uint32_t node, uint64_t tag, shoal_pe
     return 0;
 }
 
+/* Queues an ABORT of group_id carrying msg (cut to SHOAL_PEER_ABORT_MAX) from node src to node
+ * dst at addr. Best effort: without a connection or memory the peer learns it otherwise (its
+ * own deadline). */
+static void queue_abort(shoal_peer_t *p, const char *addr, uint64_t group_id, uint32_t src,
+                        uint32_t dst, const char *msg, size_t len)
+{
+    tx_job_t *j;
+    conn_t *c;
+
+    if (len > SHOAL_PEER_ABORT_MAX)
+        len = SHOAL_PEER_ABORT_MAX;
+    if ((c = conn_to(p, addr)) == NULL)
+        return;
+    if ((j = calloc(1, sizeof(*j))) == NULL || (j->owned = malloc(len + 1)) == NULL) {
+        free(j);
+        return;
+    }
+    memcpy(j->owned, msg, len);
+    j->payload = j->owned;
+    j->h = (shoal_peer_hdr_t){
+        .type = SHOAL_PEER_ABORT, .group_id = group_id, .src = src, .dst = dst, .len = len};
+    job_queue(c, j);
+}
+
 void shoal_peer_abort(shoal_peer_group_t *g, const char *msg, size_t len)
 {
     shoal_peer_t *p = g->p;
     item_t *it;
-    tx_job_t *j;
-    conn_t *c;
 
     if (g->closed)
         return;
@@ -1199,21 +1221,9 @@ void shoal_peer_abort(shoal_peer_group_t *g, const char *msg, size_t len)
     if (!g->abort_sent) {
         /* Set first: a connection that cannot be opened aborts the group again, re-entering. */
         g->abort_sent = 1;
-        if (len > SHOAL_PEER_ABORT_MAX)
-            len = SHOAL_PEER_ABORT_MAX;
-        for (uint32_t i = 0; i < g->nnodes; i++) {
-            if (i == g->me || (c = conn_to(p, g->addrs[i])) == NULL)
-                continue;
-            if ((j = calloc(1, sizeof(*j))) == NULL || (j->owned = malloc(len + 1)) == NULL) {
-                free(j);
-                continue;
-            }
-            memcpy(j->owned, msg, len);
-            j->payload = j->owned;
-            j->h = (shoal_peer_hdr_t){
-                .type = SHOAL_PEER_ABORT, .group_id = g->id, .src = g->me, .dst = i, .len = len};
-            job_queue(c, j);
-        }
+        for (uint32_t i = 0; i < g->nnodes; i++)
+            if (i != g->me)
+                queue_abort(p, g->addrs[i], g->id, g->me, i, msg, len);
     }
     while ((it = g->waiting) != NULL) {
         g->waiting = it->next;
@@ -1225,25 +1235,11 @@ void shoal_peer_abort(shoal_peer_group_t *g, const char *msg, size_t len)
 void shoal_peer_tell_abort(shoal_peer_t *p, uint64_t group_id, uint32_t me, uint32_t nnodes,
                            const char *const *addrs, const char *msg, size_t len)
 {
-    tx_job_t *j;
-    conn_t *c;
     tomb_t *t;
 
-    if (len > SHOAL_PEER_ABORT_MAX)
-        len = SHOAL_PEER_ABORT_MAX;
-    for (uint32_t i = 0; i < nnodes && i < SHOAL_PEER_CONN_MAX; i++) {
-        if (i == me || addrs[i] == NULL || (c = conn_to(p, addrs[i])) == NULL)
-            continue;
-        if ((j = calloc(1, sizeof(*j))) == NULL || (j->owned = malloc(len + 1)) == NULL) {
-            free(j);
-            continue;
-        }
-        memcpy(j->owned, msg, len);
-        j->payload = j->owned;
-        j->h = (shoal_peer_hdr_t){
-            .type = SHOAL_PEER_ABORT, .group_id = group_id, .src = me, .dst = i, .len = len};
-        job_queue(c, j);
-    }
+    for (uint32_t i = 0; i < nnodes && i < SHOAL_PEER_CONN_MAX; i++)
+        if (i != me && addrs[i] != NULL)
+            queue_abort(p, addrs[i], group_id, me, i, msg, len);
     /* Its data may already be buffered, or still come: it is discarded. */
     if (group_find(p, group_id) == NULL) {
         early_t **pp = &p->early, *e;
@@ -1263,6 +1259,11 @@ void shoal_peer_tell_abort(shoal_peer_t *p, uint64_t group_id, uint32_t me, uint
         t->msg = NULL;
         resume_held(p);
     }
+}
+
+int shoal_peer_group_idle(const shoal_peer_group_t *g)
+{
+    return g->refs == 1; /* the owner's only */
 }
 
 void shoal_peer_group_close(shoal_peer_group_t *g)

@@ -161,6 +161,10 @@ void shoal_peer_abort(shoal_peer_group_t *g, const char *msg, size_t len);
  * (addrs as in the spec) and discards whatever data of it arrived or still arrives. */
 void shoal_peer_tell_abort(shoal_peer_t *p, uint64_t group_id, uint32_t me, uint32_t nnodes,
                            const char *const *addrs, const char *msg, size_t len);
+/* Whether no transfer of g is in flight (nothing reads from or writes into its arena): then the
+ * arena may be re-armed for another group once g is closed. */
+int shoal_peer_group_idle(const shoal_peer_group_t *g);
+
 /* Forgets the group: pending callbacks do not run any more; its arena mapping is released once
  * the kernel no longer reads from it. Data that still arrives for it is discarded. */
 void shoal_peer_group_close(shoal_peer_group_t *g);

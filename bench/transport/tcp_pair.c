@@ -7,7 +7,6 @@
  * Usage: tcp_pair BYTES [ROUNDS]
  */
 #include <arpa/inet.h>
-#include <errno.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <stdint.h>
@@ -28,34 +27,6 @@ static int cmp_double(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
-static int write_all(int fd, const uint8_t *p, size_t len)
-{
-    while (len > 0) {
-        ssize_t n = write(fd, p, len);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0)
-            return -1;
-        p += n;
-        len -= (size_t)n;
-    }
-    return 0;
-}
-
-static int read_all(int fd, uint8_t *p, size_t len)
-{
-    while (len > 0) {
-        ssize_t n = read(fd, p, len);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0)
-            return -1;
-        p += n;
-        len -= (size_t)n;
-    }
-    return 0;
-}
-
 /* The receiving side: rounds times, read everything, then acknowledge with one byte. */
 static int receiver(int port, size_t bytes, int rounds)
 {
@@ -70,7 +41,7 @@ static int receiver(int port, size_t bytes, int rounds)
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
     memset(buf, 0, bytes);
     for (int r = 0; r < rounds; r++)
-        if (read_all(fd, buf, bytes) < 0 || write_all(fd, &ack, 1) < 0)
+        if (shoal_util_read_all(fd, buf, bytes) < 0 || shoal_util_write_all(fd, &ack, 1) < 0)
             return 1;
     close(fd);
     free(buf);
@@ -112,7 +83,7 @@ int main(int argc, char **argv)
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
     for (int r = 0; r < rounds; r++) {
         uint64_t t0 = shoal_util_now_ns();
-        if (write_all(fd, buf, bytes) < 0 || read_all(fd, &ack, 1) < 0) {
+        if (shoal_util_write_all(fd, buf, bytes) < 0 || shoal_util_read_all(fd, &ack, 1) < 0) {
             fprintf(stderr, "tcp_pair: the connection broke\n");
             return 1;
         }

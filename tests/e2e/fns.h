@@ -63,4 +63,42 @@
     " if (rc < 0) return shoal_error(c, \"call %s failed: %d\", fn, rc);\n"                        \
     " return shoal_output(c, out.data, out.len); }\n"
 
+/* The "gang" group function of test_groups.c and test_spread.c, in three pieces around the lines
+ * each test puts between them (its "sleep" command; rank 0's status and header). Every rank adds
+ * rank+1 with allreduce, receives a broadcast from the last rank and sends its rank to a gather
+ * at rank 0; rank 0 answers "rank=0 size=<n> sum=<n(n+1)/2> bcast=hi from <n-1> gathered=0,..".
+ * The input can make rank r misbehave first: "crash<r>", "fail<r>", "hang<r>". */
+#define FN_GANG_START                                                                              \
+    "#define _DEFAULT_SOURCE\n" FN_HEAD "#include <stdint.h>\n"                                    \
+    "int shoal_main(shoal_ctx *c) {\n"                                                             \
+    " shoal_buf in = shoal_input(c); char cmd[32] = {0};\n"                                        \
+    " memcpy(cmd, in.data, in.len < 31 ? in.len : 31);\n"                                          \
+    " int rank = shoal_rank(c), size = shoal_size(c), rc;\n"                                       \
+    " if (!strncmp(cmd, \"crash\", 5) && rank == atoi(cmd + 5))\n"                                 \
+    "  { volatile int *p = (int *)16; *p = 1; }\n"                                                 \
+    " if (!strncmp(cmd, \"fail\", 4) && rank == atoi(cmd + 4))\n"                                  \
+    "  return shoal_error(c, \"rank %d says no\", rank);\n"                                        \
+    " if (!strncmp(cmd, \"hang\", 4) && rank == atoi(cmd + 4)) for (;;) pause();\n"
+#define FN_GANG_COLLECTIVES                                                                        \
+    " int64_t mine = rank + 1, sum = 0;\n"                                                         \
+    " if ((rc = shoal_allreduce(c, &mine, &sum, 1, SHOAL_INT64, SHOAL_SUM)) < 0)\n"                \
+    "  return shoal_error(c, \"allreduce: %d\", rc);\n"                                            \
+    " char msg[32]; int n = snprintf(msg, sizeof(msg), \"hi from %d\", size - 1); shoal_buf b;\n"  \
+    " if ((rc = shoal_bcast(c, size - 1, msg, (size_t)n, &b)) < 0)\n"                              \
+    "  return shoal_error(c, \"bcast: %d\", rc);\n"                                                \
+    " char me[16]; int ml = snprintf(me, sizeof(me), \"%d\", rank);\n"                             \
+    " shoal_buf *parts = calloc((size_t)size, sizeof(*parts));\n"                                  \
+    " if (!parts) return shoal_error(c, \"oom\");\n"                                               \
+    " if ((rc = shoal_gather(c, 0, me, (size_t)ml, parts)) < 0)\n"                                 \
+    "  return shoal_error(c, \"gather: %d\", rc);\n"
+#define FN_GANG_ANSWER                                                                             \
+    " char out[8192]; size_t o = (size_t)snprintf(out, sizeof(out),\n"                             \
+    "  \"rank=%d size=%d sum=%lld bcast=%.*s gathered=\", rank, size, (long long)sum,\n"           \
+    "  (int)b.len, (const char *)b.data);\n"                                                       \
+    " for (int i = 0; rank == 0 && i < size && o < sizeof(out) - 16; i++)\n"                       \
+    "  o += (size_t)snprintf(out + o, sizeof(out) - o, \"%s%.*s\", i ? \",\" : \"\",\n"            \
+    "   (int)parts[i].len, (const char *)parts[i].data);\n"                                        \
+    " free(parts);\n"                                                                              \
+    " return shoal_output(c, out, o); }\n"
+
 #endif

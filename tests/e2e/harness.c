@@ -45,6 +45,56 @@ static void sleep_ms(int ms)
     nanosleep(&ts, NULL);
 }
 
+pid_t harness_redis_start(int *port)
+{
+    char portarg[16];
+    pid_t pid;
+
+    if ((*port = cluster_free_port()) < 0)
+        return -1;
+    snprintf(portarg, sizeof(portarg), "%d", *port);
+    if ((pid = fork()) < 0)
+        return -1;
+    if (pid == 0) {
+        int nul = open("/dev/null", O_RDWR);
+        if (nul >= 0) {
+            dup2(nul, 0);
+            dup2(nul, 1);
+        }
+        setpgid(0, 0);
+        execlp("redis-server", "redis-server", "--port", portarg, "--bind", "127.0.0.1", "--save",
+               "", "--appendonly", "no", "--protected-mode", "no", (char *)NULL);
+        fprintf(stderr, "exec redis-server: %s\n", strerror(errno));
+        _exit(127);
+    }
+    for (int i = 0; i < 400; i++) {
+        struct sockaddr_in a = {.sin_family = AF_INET,
+                                .sin_port = htons((uint16_t)*port),
+                                .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+        int fd = socket(AF_INET, SOCK_STREAM, 0), ok;
+
+        ok = fd >= 0 && connect(fd, (struct sockaddr *)&a, sizeof(a)) == 0;
+        if (fd >= 0)
+            close(fd);
+        if (ok)
+            return pid;
+        if (waitpid(pid, NULL, WNOHANG) == pid)
+            return -1;
+        sleep_ms(25);
+    }
+    kill(pid, SIGKILL);
+    waitpid(pid, NULL, 0);
+    return -1;
+}
+
+int harness_redis_stop(pid_t pid)
+{
+    if (pid <= 0)
+        return 0;
+    kill(pid, SIGTERM);
+    return waitpid(pid, NULL, 0) == pid ? 0 : -1;
+}
+
 static pid_t spawn(cluster_t *c, const char *log, char *const argv[])
 {
     char path[512];
@@ -418,6 +468,32 @@ void http_resp_free(http_resp_t *resp)
 {
     free(resp->body);
     resp->body = NULL;
+}
+
+int http_invoke(cluster_t *c, const char *name, const char *query, const void *in, size_t len,
+                http_resp_t *resp)
+{
+    char path[256];
+
+    snprintf(path, sizeof(path), "/v1/functions/%s/invoke%s%s", name, query ? "?" : "",
+             query ? query : "");
+    return http_request(c, "POST", path, in, len, NULL, resp);
+}
+
+int http_is_error(const http_resp_t *resp, long status, const char *code)
+{
+    char want[128];
+
+    if (resp->status != status) {
+        fprintf(stderr, "status %ld, want %ld, body: %.400s\n", resp->status, status, resp->body);
+        return 0;
+    }
+    snprintf(want, sizeof(want), "\"code\":\"%s\"", code);
+    if (strstr(resp->body, want) == NULL) {
+        fprintf(stderr, "expected code %s in: %.400s\n", code, resp->body);
+        return 0;
+    }
+    return 1;
 }
 
 int build_function(cluster_t *c, const char *name, const char *source, char *out, size_t outlen)

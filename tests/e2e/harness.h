@@ -55,6 +55,13 @@ typedef struct {
  * Returns 0 or -1 (with the reason printed). */
 /* A loopback TCP port that was free a moment ago (bind to port 0, then close). */
 int cluster_free_port(void);
+/* Starts redis-server on a free loopback port (no persistence, output to /dev/null, in its own
+ * process group) and waits up to 10 s until it accepts connections. Returns its pid and sets
+ * *port, or -1. Stop it with harness_redis_stop. */
+pid_t harness_redis_start(int *port);
+/* SIGTERM to a redis-server from harness_redis_start, and waits for it: 0, or -1 when it could
+ * not be reaped. Does nothing for pid <= 0. */
+int harness_redis_stop(pid_t pid);
 int cluster_start(cluster_t *c, int nworkers, const char *worker_args);
 /* cluster_start with extra flags for the controller too (e.g. "--redis redis://127.0.0.1:P"). */
 int cluster_start_with(cluster_t *c, int nworkers, const char *worker_args,
@@ -85,6 +92,13 @@ int cluster_read_token(cluster_t *c);
 int http_request(cluster_t *c, const char *method, const char *path, const void *body, size_t len,
                  const char *const *headers, http_resp_t *resp);
 void http_resp_free(http_resp_t *resp);
+/* POSTs len bytes of in to /v1/functions/<name>/invoke, with "?query" when query is not NULL.
+ * Returns as http_request. */
+int http_invoke(cluster_t *c, const char *name, const char *query, const void *in, size_t len,
+                http_resp_t *resp);
+/* Whether resp has this HTTP status and the JSON error "code" (exactly "code":"<code>"); prints
+ * what it got instead to stderr when not. */
+int http_is_error(const http_resp_t *resp, long status, const char *code);
 
 /* Compiles C source text into <home>/<name>.so with `cc -shared -fPIC -I include`; returns
  * the path in a static buffer-per-call (out, outlen) or -1. */

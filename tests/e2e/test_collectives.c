@@ -18,15 +18,10 @@
 #include <stdint.h>
 #include <cmocka.h>
 
-#include <arpa/inet.h>
-#include <errno.h>
-#include <fcntl.h>
-#include <netinet/in.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -42,18 +37,15 @@ static pid_t REDIS;
 
 static int teardown(void **state)
 {
-    int err = 0, st;
+    int err = 0;
     (void)state;
 
     if (C_started && cluster_stop(&C) < 0)
         err = -1;
     C_started = 0;
-    if (REDIS > 0) {
-        kill(REDIS, SIGTERM);
-        if (waitpid(REDIS, &st, 0) != REDIS)
-            err = -1;
-        REDIS = 0;
-    }
+    if (harness_redis_stop(REDIS) < 0)
+        err = -1;
+    REDIS = 0;
     return err;
 }
 
@@ -182,47 +174,6 @@ static int controller_has_redis(const char *build)
     return system(cmd) == 0;
 }
 
-/* Starts redis-server on a free loopback port, without persistence; waits until it accepts. */
-static pid_t start_redis(int *port)
-{
-    char portarg[16];
-    pid_t pid;
-
-    *port = cluster_free_port();
-    snprintf(portarg, sizeof(portarg), "%d", *port);
-    if ((pid = fork()) < 0)
-        return -1;
-    if (pid == 0) {
-        int nul = open("/dev/null", O_RDWR);
-        if (nul >= 0) {
-            dup2(nul, 0);
-            dup2(nul, 1);
-        }
-        setpgid(0, 0);
-        execlp("redis-server", "redis-server", "--port", portarg, "--bind", "127.0.0.1", "--save",
-               "", "--appendonly", "no", "--protected-mode", "no", (char *)NULL);
-        fprintf(stderr, "exec redis-server: %s\n", strerror(errno));
-        _exit(127);
-    }
-    for (int i = 0; i < 200; i++) {
-        struct sockaddr_in a = {.sin_family = AF_INET,
-                                .sin_port = htons((uint16_t)*port),
-                                .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-        int fd = socket(AF_INET, SOCK_STREAM, 0), ok;
-        ok = fd >= 0 && connect(fd, (struct sockaddr *)&a, sizeof(a)) == 0;
-        if (fd >= 0)
-            close(fd);
-        if (ok)
-            return pid;
-        if (waitpid(pid, NULL, WNOHANG) == pid)
-            return -1;
-        usleep(50000);
-    }
-    kill(pid, SIGKILL);
-    waitpid(pid, NULL, 0);
-    return -1;
-}
-
 /* Redis's total_commands_processed (INFO stats, through redis-cli), or -1. */
 static long redis_commands(int port)
 {
@@ -250,7 +201,7 @@ static void test_redis(void **state)
         fprintf(stderr, "the controller in this build has no --redis flag yet\n");
         skip();
     }
-    REDIS = start_redis(&port);
+    REDIS = harness_redis_start(&port);
     assert_true(REDIS > 0);
     snprintf(args, sizeof(args), "--redis redis://127.0.0.1:%d", port);
     start(1, "--slots 17", args);

@@ -46,10 +46,7 @@ static int deploy_src(const char *name, const char *src, const char *query)
 
 static void invoke(const char *name, const char *query, const void *in, size_t len, http_resp_t *r)
 {
-    char path[256];
-    snprintf(path, sizeof(path), "/v1/functions/%s/invoke%s%s", name, query ? "?" : "",
-             query ? query : "");
-    assert_int_equal(http_request(&C, "POST", path, in, len, NULL, r), 0);
+    assert_int_equal(http_invoke(&C, name, query, in, len, r), 0);
 }
 
 static void expect_error(const http_resp_t *r, long status, const char *code)

@@ -17,8 +17,6 @@
 #include <stdint.h>
 #include <cmocka.h>
 
-#include <errno.h>
-#include <fcntl.h>
 #include <hiredis/hiredis.h>
 #include <signal.h>
 #include <stdio.h>
@@ -43,44 +41,9 @@ static int teardown(void **state)
     if (C_started && cluster_stop(&C) < 0)
         err = -1;
     C_started = 0;
-    if (REDIS > 0) {
-        kill(REDIS, SIGTERM);
-        waitpid(REDIS, NULL, 0);
-        REDIS = 0;
-    }
+    harness_redis_stop(REDIS);
+    REDIS = 0;
     return err;
-}
-
-static pid_t start_redis(int *port)
-{
-    char portarg[16];
-    pid_t pid;
-
-    *port = cluster_free_port();
-    snprintf(portarg, sizeof(portarg), "%d", *port);
-    if ((pid = fork()) < 0)
-        return -1;
-    if (pid == 0) {
-        int nul = open("/dev/null", O_RDWR);
-        if (nul >= 0)
-            dup2(nul, 1);
-        execlp("redis-server", "redis-server", "--port", portarg, "--bind", "127.0.0.1", "--save",
-               "", "--appendonly", "no", (char *)NULL);
-        _exit(127);
-    }
-    for (int i = 0; i < 200; i++) {
-        redisContext *c = redisConnect("127.0.0.1", *port);
-        int ok = c != NULL && c->err == 0;
-        redisFree(c);
-        if (ok)
-            return pid;
-        if (waitpid(pid, NULL, WNOHANG) == pid)
-            return -1;
-        usleep(25000);
-    }
-    kill(pid, SIGKILL);
-    waitpid(pid, NULL, 0);
-    return -1;
 }
 
 /* The two-word command "a b" on a fresh connection to the test's Redis; the reply (free it) or
@@ -146,7 +109,7 @@ static void start_cluster(void)
     char args[128], so[512];
     int st;
 
-    REDIS = start_redis(&PORT);
+    REDIS = harness_redis_start(&PORT);
     assert_true(REDIS > 0);
     snprintf(args, sizeof(args), "--redis redis://localhost:%d/", PORT);
     C_started = 1;

@@ -38,43 +38,12 @@ static int no_peer;
             skip();                                                                                \
     } while (0)
 
-/* The same collectives as test_groups.c's "gang": allreduce of rank+1, bcast from the last rank,
- * gather at rank 0; "crash<r>", "fail<r>", "hang<r>" make rank r misbehave first; "sleep<ms>"
- * holds every rank that long before a barrier. */
 /* clang-format off */
-static const char FN_GANG[] =
-    "#define _DEFAULT_SOURCE\n" FN_HEAD
-    "#include <stdint.h>\n"
-    "int shoal_main(shoal_ctx *c) {\n"
-    " shoal_buf in = shoal_input(c); char cmd[32] = {0};\n"
-    " memcpy(cmd, in.data, in.len < 31 ? in.len : 31);\n"
-    " int rank = shoal_rank(c), size = shoal_size(c), rc;\n"
-    " if (!strncmp(cmd, \"crash\", 5) && rank == atoi(cmd + 5))\n"
-    "  { volatile int *p = (int *)16; *p = 1; }\n"
-    " if (!strncmp(cmd, \"fail\", 4) && rank == atoi(cmd + 4))\n"
-    "  return shoal_error(c, \"rank %d says no\", rank);\n"
-    " if (!strncmp(cmd, \"hang\", 4) && rank == atoi(cmd + 4)) for (;;) pause();\n"
+/* The "gang" of fns.h; "sleep<ms>" holds every rank that long before a barrier. */
+static const char FN_GANG[] = FN_GANG_START
     " if (!strncmp(cmd, \"sleep\", 5)) { usleep((useconds_t)atoi(cmd + 5) * 1000);\n"
     "  if ((rc = shoal_barrier(c)) < 0) return shoal_error(c, \"barrier: %d\", rc); }\n"
-    " int64_t mine = rank + 1, sum = 0;\n"
-    " if ((rc = shoal_allreduce(c, &mine, &sum, 1, SHOAL_INT64, SHOAL_SUM)) < 0)\n"
-    "  return shoal_error(c, \"allreduce: %d\", rc);\n"
-    " char msg[32]; int n = snprintf(msg, sizeof(msg), \"hi from %d\", size - 1); shoal_buf b;\n"
-    " if ((rc = shoal_bcast(c, size - 1, msg, (size_t)n, &b)) < 0)\n"
-    "  return shoal_error(c, \"bcast: %d\", rc);\n"
-    " char me[16]; int ml = snprintf(me, sizeof(me), \"%d\", rank);\n"
-    " shoal_buf *parts = calloc((size_t)size, sizeof(*parts));\n"
-    " if (!parts) return shoal_error(c, \"oom\");\n"
-    " if ((rc = shoal_gather(c, 0, me, (size_t)ml, parts)) < 0)\n"
-    "  return shoal_error(c, \"gather: %d\", rc);\n"
-    " char out[8192]; size_t o = (size_t)snprintf(out, sizeof(out),\n"
-    "  \"rank=%d size=%d sum=%lld bcast=%.*s gathered=\", rank, size, (long long)sum,\n"
-    "  (int)b.len, (const char *)b.data);\n"
-    " for (int i = 0; rank == 0 && i < size && o < sizeof(out) - 16; i++)\n"
-    "  o += (size_t)snprintf(out + o, sizeof(out) - o, \"%s%.*s\", i ? \",\" : \"\",\n"
-    "   (int)parts[i].len, (const char *)parts[i].data);\n"
-    " free(parts);\n"
-    " return shoal_output(c, out, o); }\n";
+    FN_GANG_COLLECTIVES FN_GANG_ANSWER;
 /* clang-format on */
 
 static int setup(void **state)
@@ -108,22 +77,12 @@ static int teardown(void **state)
 
 static void invoke(const char *name, const char *query, const char *in, http_resp_t *r)
 {
-    char path[256];
-    snprintf(path, sizeof(path), "/v1/functions/%s/invoke%s%s", name, query ? "?" : "",
-             query ? query : "");
-    assert_int_equal(http_request(&C, "POST", path, in, strlen(in), NULL, r), 0);
+    assert_int_equal(http_invoke(&C, name, query, in, strlen(in), r), 0);
 }
 
 static void expect_error(const http_resp_t *r, long status, const char *code)
 {
-    char want[128];
-    if (r->status != status)
-        fprintf(stderr, "status %ld, body: %.400s\n", r->status, r->body);
-    assert_int_equal(r->status, status);
-    snprintf(want, sizeof(want), "\"code\":\"%s\"", code);
-    if (strstr(r->body, want) == NULL)
-        fprintf(stderr, "expected code %s in: %.400s\n", code, r->body);
-    assert_non_null(strstr(r->body, want));
+    assert_true(http_is_error(r, status, code));
 }
 
 static void expect_group_ok(const http_resp_t *r, int n)

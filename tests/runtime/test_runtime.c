@@ -484,24 +484,8 @@ static void send_group(shoal_arena_t *a, uint64_t for_seq, int rank, int size)
                            .grank = rank,
                            .gsize = size,
                            .nnodes = 1};
-    union {
-        char buf[CMSG_SPACE(sizeof(int))];
-        struct cmsghdr align;
-    } cbuf;
-    struct iovec iov = {&g, sizeof(g)};
-    struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1};
-    struct cmsghdr *cm;
-    int fd = shoal_arena_fd(a);
 
-    memset(&cbuf, 0, sizeof(cbuf));
-    mh.msg_control = cbuf.buf;
-    mh.msg_controllen = sizeof(cbuf.buf);
-    cm = CMSG_FIRSTHDR(&mh);
-    cm->cmsg_level = SOL_SOCKET;
-    cm->cmsg_type = SCM_RIGHTS;
-    cm->cmsg_len = CMSG_LEN(sizeof(int));
-    memcpy(CMSG_DATA(cm), &fd, sizeof(int));
-    assert_int_equal(sendmsg(SV[0], &mh, 0), (ssize_t)sizeof(g));
+    send_group_msg(SV[0], a, &g, NULL, 0);
 }
 
 static uint64_t in_10s(void)
