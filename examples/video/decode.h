@@ -39,6 +39,15 @@ void vid_frame_planes(const uint8_t *frame, int w, int h, const uint8_t *planes[
 int vid_decode(const void *data, size_t len, size_t max_raw, int threads, vid_video *out, char *err,
                size_t errlen);
 
+/* Called by vid_decode_cb after each frame is stored: v->nframes counts it, v->width, height,
+ * frame_size, fps and codec are set, and v->frames holds every frame so far (it may move between
+ * calls, so keep offsets, not pointers). Returns 0 to go on, or a negative errno (message in err)
+ * that stops decoding: vid_decode_cb then fails with that value. */
+typedef int (*vid_frame_cb)(void *arg, const vid_video *v, char *err, size_t errlen);
+/* vid_decode, calling cb(cb_arg, ...) after every frame (cb may be NULL), so that a caller can
+ * pass frames on while later ones are still being decoded. */
+int vid_decode_cb(const void *data, size_t len, size_t max_raw, int threads, vid_video *out,
+                  vid_frame_cb cb, void *cb_arg, char *err, size_t errlen);
 /* Frees what vid_decode allocated and zeroes *v; safe on a zeroed or freed vid_video. */
 void vid_video_free(vid_video *v);
 

@@ -27,7 +27,8 @@ typedef struct {
     uint64_t frames, keyframes, bytes;    /* bytes: encoded payload, without IVF framing */
     uint64_t sse, samples;                /* squared error and sample count over all planes */
     double psnr_sum, psnr_y_sum;          /* sums of per-frame combined and luma PSNR */
-    double scale_ms, encode_ms, check_ms; /* time scaling, in libvpx encoding, decoding back */
+    double scale_ms, encode_ms, check_ms; /* CPU time scaling, in libvpx encoding, decoding back
+                                             (CLOCK_PROCESS_CPUTIME_ID) */
 } vid_stats;
 
 /* Adds b into a. */

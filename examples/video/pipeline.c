@@ -241,78 +241,99 @@ static int fail_all(vid_buf *send, int size, int rank, const char *err)
     return 0;
 }
 
+int vid_encoder_begin(vid_encoder *e, const vid_job *j, int size, int rank, int threads,
+                      vid_buf *send, vid_rank_info *info, char *err, size_t errlen)
+{
+    memset(e, 0, sizeof(*e));
+    *e = (vid_encoder){j, size, rank, threads, send, NULL, info, vid_now_ms()};
+    memset(send, 0, (size_t)size * sizeof(*send));
+    memset(&info->enc, 0, sizeof(info->enc));
+    info->chunks = info->frames = 0;
+    if (!(e->nrec = calloc((size_t)size, sizeof(*e->nrec)))) {
+        snprintf(err, errlen, "out of memory");
+        return -ENOMEM;
+    }
+    for (int d = 0; d < size; d++)
+        if (msg_begin(&send[d], MSG_SHUFFLE, rank, 0, NULL) < 0) {
+            snprintf(err, errlen, "out of memory");
+            return -ENOMEM;
+        }
+    return 0;
+}
+
+int vid_encoder_add(vid_encoder *e, int chunk, const void *frames, int nframes, char *err,
+                    size_t errlen)
+{
+    const vid_job *j = e->job;
+    vid_enc_cfg cfg = {j->cq, j->cpu_used, e->threads, j->fps_num, j->fps_den};
+
+    for (int r = 0; r < j->nrend; r++) {
+        vid_size out = {j->rend_w[r], j->rend_h[r]};
+        uint8_t *ivf = NULL;
+        size_t ivf_len = 0;
+        shuf_rec rec = {r, chunk, 0, {0}};
+        char why[400];
+        int rc = vid_encode_chunk(frames, nframes, j->width, j->height, out, &cfg, &ivf, &ivf_len,
+                                  &rec.st, why, sizeof(why));
+        if (rc < 0) {
+            snprintf(err, errlen, "chunk %d at %dx%d: %s", chunk, out.width, out.height,
+                     rc == -ENOMEM ? "out of memory" : why);
+            return rc;
+        }
+        rec.ivf_len = ivf_len;
+        int owner = vid_job_owner(r, e->size);
+        vid_buf *b = &e->send[owner];
+        rc = buf_put(b, &rec, sizeof(rec));
+        if (rc == 0)
+            rc = buf_put(b, ivf, ivf_len);
+        free(ivf);
+        if (rc < 0) {
+            snprintf(err, errlen, "out of memory building the shuffle message");
+            return rc;
+        }
+        e->nrec[owner]++;
+        vid_stats_add(&e->info->enc, &rec.st);
+    }
+    e->info->chunks++;
+    e->info->frames += nframes;
+    return 0;
+}
+
+int vid_encoder_end(vid_encoder *e, int rc, const char *err)
+{
+    e->info->encode_ms = vid_now_ms() - e->t0;
+    if (rc == 0 && e->nrec)
+        for (int d = 0; d < e->size; d++)
+            msg_set_nrec(&e->send[d], e->nrec[d]);
+    free(e->nrec);
+    e->nrec = NULL;
+    if (rc == 0)
+        return 0;
+    if (fail_all(e->send, e->size, e->rank, err) < 0)
+        return -ENOMEM;
+    return rc;
+}
+
 int vid_stage_encode(const vid_job *j, int size, int rank, const void *frames, size_t len,
                      int threads, vid_buf *send, vid_rank_info *info, char *err, size_t errlen)
 {
     vid_part part = vid_job_part(j, size, rank);
     size_t fsize = vid_frame_size(j->width, j->height);
-    vid_enc_cfg cfg = {j->cq, j->cpu_used, threads, j->fps_num, j->fps_den};
-    uint32_t *nrec = calloc((size_t)size, sizeof(*nrec));
-    double t0 = vid_now_ms();
-    int rc = 0;
+    vid_encoder e;
+    int rc = vid_encoder_begin(&e, j, size, rank, threads, send, info, err, errlen);
 
-    memset(send, 0, (size_t)size * sizeof(*send));
-    memset(&info->enc, 0, sizeof(info->enc));
-    info->chunks = part.nchunks;
-    info->frames = part.nframes;
-    if (!nrec) {
-        snprintf(err, errlen, "out of memory");
-        rc = -ENOMEM;
-        goto fail;
-    }
-    for (int d = 0; d < size; d++)
-        if ((rc = msg_begin(&send[d], MSG_SHUFFLE, rank, 0, NULL)) < 0) {
-            snprintf(err, errlen, "out of memory");
-            goto fail;
-        }
-    if (len != (size_t)part.nframes * fsize) {
+    if (rc == 0 && len != (size_t)part.nframes * fsize) {
         snprintf(err, errlen, "received %zu bytes of frames, expected %d frames of %zu bytes", len,
                  part.nframes, fsize);
         rc = -EBADMSG;
-        goto fail;
     }
-    for (int c = part.first_chunk; c < part.first_chunk + part.nchunks; c++) {
+    for (int c = part.first_chunk; rc == 0 && c < part.first_chunk + part.nchunks; c++) {
         int first = c * j->chunk_frames;
         int n = j->nframes - first < j->chunk_frames ? j->nframes - first : j->chunk_frames;
         const uint8_t *src = (const uint8_t *)frames + (size_t)(first - part.first_frame) * fsize;
-        for (int r = 0; r < j->nrend; r++) {
-            vid_size out = {j->rend_w[r], j->rend_h[r]};
-            uint8_t *ivf = NULL;
-            size_t ivf_len = 0;
-            shuf_rec rec = {r, c, 0, {0}};
-            char why[400];
-            rc = vid_encode_chunk(src, n, j->width, j->height, out, &cfg, &ivf, &ivf_len, &rec.st,
-                                  why, sizeof(why));
-            if (rc < 0) {
-                snprintf(err, errlen, "chunk %d at %dx%d: %s", c, out.width, out.height,
-                         rc == -ENOMEM ? "out of memory" : why);
-                goto fail;
-            }
-            rec.ivf_len = ivf_len;
-            vid_buf *b = &send[vid_job_owner(r, size)];
-            rc = buf_put(b, &rec, sizeof(rec));
-            if (rc == 0)
-                rc = buf_put(b, ivf, ivf_len);
-            free(ivf);
-            if (rc < 0) {
-                snprintf(err, errlen, "out of memory building the shuffle message");
-                goto fail;
-            }
-            nrec[vid_job_owner(r, size)]++;
-            vid_stats_add(&info->enc, &rec.st);
-        }
+        rc = vid_encoder_add(&e, c, src, n, err, errlen);
     }
-    for (int d = 0; d < size; d++)
-        msg_set_nrec(&send[d], nrec[d]);
-    free(nrec);
-    info->encode_ms = vid_now_ms() - t0;
-    return 0;
-fail:
-    free(nrec);
-    info->encode_ms = vid_now_ms() - t0;
-    if (fail_all(send, size, rank, err) < 0)
-        return -ENOMEM;
-    return rc;
+    return vid_encoder_end(&e, rc, err);
 }
 
 /* ---- stitch ---- */

@@ -3,9 +3,12 @@
  * them so that each stage can be tested (and a whole group simulated) in one process.
  *
  *   rank 0: decode, then bcast a vid_job (or its failure) to every rank;
- *   scatter: rank k receives the raw frames of chunks vid_job_part(k) (possibly none);
- *   vid_stage_encode: every rank encodes each of its chunks at every rendition, producing one
- *       shuffle message per destination rank (rendition r goes to rank vid_job_owner(r));
+ *   scatter: rank k receives the raw frames of its chunks;
+ *   vid_encoder_*: every rank encodes each of its chunks at every rendition, producing one
+ *       shuffle message per destination rank (rendition r goes to rank vid_job_owner(r)).
+ *       video_abr.c streams: rank 0 sends each chunk as soon as it is decoded, round robin, and
+ *       the ranks encode chunks as they arrive; vid_stage_encode is the same stage for a
+ *       contiguous run of chunks (vid_job_part) received all at once (the tests, the baseline);
  *   vid_stage_stitch: every rank stitches the renditions it owns from the messages it received,
  *       producing its gather message (statistics, timings and the stitched streams);
  *   vid_stage_package: rank 0 turns the gathered messages into manifest.json plus one .ivf per
@@ -113,6 +116,32 @@ int vid_job_owner(int r, int size);
  * those could be built, every send[] is empty (data NULL) and -ENOMEM is returned. */
 int vid_stage_encode(const vid_job *j, int size, int rank, const void *frames, size_t len,
                      int threads, vid_buf *send, vid_rank_info *info, char *err, size_t errlen);
+
+/* An encode stage fed one chunk at a time, in any order (as chunks arrive while rank 0 is still
+ * decoding): begin, add each chunk, end. The job is read at every add; only its frame count may
+ * change in between (it is not needed to encode a chunk). */
+typedef struct {
+    const vid_job *job;
+    int size, rank, threads;
+    vid_buf *send;  /* send[0..size): the shuffle messages being built */
+    uint32_t *nrec; /* records per message */
+    vid_rank_info *info;
+    double t0;
+} vid_encoder;
+
+/* Starts the shuffle messages send[0..size) and zeroes info's chunk, frame and encoding counts.
+ * Returns 0 or -ENOMEM (then call vid_encoder_end all the same). */
+int vid_encoder_begin(vid_encoder *e, const vid_job *j, int size, int rank, int threads,
+                      vid_buf *send, vid_rank_info *info, char *err, size_t errlen);
+/* Encodes chunk `chunk` (nframes tightly packed frames at the job's size) at every rendition and
+ * appends the records to the shuffle messages; counts it in info. 0 or an error (text in err). */
+int vid_encoder_add(vid_encoder *e, int chunk, const void *frames, int nframes, char *err,
+                    size_t errlen);
+/* Ends the stage with status rc (0, or the error that stopped it, text in err): sets
+ * info->encode_ms and the messages' record counts, or on error replaces send[] with error
+ * messages. Returns rc, or -ENOMEM when not even the error messages could be built (send[] then
+ * empty). */
+int vid_encoder_end(vid_encoder *e, int rc, const char *err);
 
 /* Builds the error message a failed rank shuffles or gathers in place of its data. */
 int vid_msg_error(vid_buf *out, int rank, const char *msg);
