@@ -21,6 +21,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <openssl/crypto.h>
+
 #include "common/trace.h"
 #include "common/util.h"
 #include "controller/auth.h"
@@ -475,11 +477,35 @@ static int fn_public(shoal_http_t *h, const char *name, size_t len)
     return e != NULL && !e->deleted && e->fn.is_public;
 }
 
+/* Whether value holds the token anywhere (in a malformed header, a list, another scheme). Every
+ * window is compared in constant time, so the time depends on the lengths only; a value longer
+ * than AUTH_SHOWN_MAX counts as holding it (it is not shown). */
+#define AUTH_SHOWN_MAX 4096
+static int holds_token(const char *token, const char *value, size_t len)
+{
+    size_t tl = strlen(token);
+    int found = len > AUTH_SHOWN_MAX;
+
+    for (size_t i = 0; len <= AUTH_SHOWN_MAX && i + tl <= len; i++)
+        found |= CRYPTO_memcmp(value + i, token, tl) == 0;
+    return found;
+}
+
 /* Whether the function may see the request's Authorization header: only a public function
- * (which may check its own callers' credentials), and never when it carries the API token. */
+ * (which may check its own callers' credentials), only one such header (a later one would be
+ * joined into what the function sees), and never one that holds the API token in any form. */
 static int show_auth(shoal_http_t *h, h2o_req_t *req, const shoal_fnent_t *fn)
 {
-    return h->o.token == NULL || (fn->fn.is_public && check_token(h, req) != SHOAL_AUTH_OK);
+    ssize_t i = h2o_find_header(&req->headers, H2O_TOKEN_AUTHORIZATION, -1);
+
+    if (h->o.token == NULL)
+        return 1;
+    if (!fn->fn.is_public || i < 0)
+        return 0;
+    if (h2o_find_header(&req->headers, H2O_TOKEN_AUTHORIZATION, i) >= 0)
+        return 0;
+    return !holds_token(h->o.token, req->headers.entries[i].value.base,
+                        req->headers.entries[i].value.len);
 }
 
 /* Renders the invocation's meta: method, path, query, header:<name> (lower-case; repeated

@@ -77,6 +77,9 @@
 #define SHOAL_PEER_TOMBSTONES 256
 #define SHOAL_PEER_ZC_MIN (64u << 10)
 #define SHOAL_PEER_CONN_MAX 256
+/* Accepted connections that have not said a valid HELLO yet, at most (the rest of
+ * SHOAL_PEER_CONN_MAX stays for connections to peers and authenticated ones). */
+#define SHOAL_PEER_UNAUTH_MAX 32
 /* Messages received for one group and not asked for yet (each may be empty). */
 #define SHOAL_PEER_UNCLAIMED_MAX 65536u
 

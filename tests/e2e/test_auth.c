@@ -186,6 +186,24 @@ static void test_public_functions(void **state)
     assert_string_equal(body, "auth=(none)");
     assert_int_equal(req("POST", "/v1/functions/pub/invoke", "", body, sizeof(body)), 200);
     assert_string_equal(body, "auth=(none)");
+    /* Nor does it see the token beside another credential: in a second Authorization header
+     * (they would be joined) or inside a header that is not a plain Bearer token. */
+    {
+        char tok[sizeof(C.token) + 64];
+        const char *two[] = {"Authorization: Basic eDp5", tok, NULL}, *one[] = {tok, NULL};
+        http_resp_t r;
+
+        snprintf(tok, sizeof(tok), "Authorization: Bearer %s", C.token);
+        assert_int_equal(http_request(&C, "POST", "/v1/functions/pub/invoke", "", 0, two, &r), 0);
+        assert_int_equal(r.status, 200);
+        assert_string_equal(r.body, "auth=(none)");
+        http_resp_free(&r);
+        snprintf(tok, sizeof(tok), "Authorization: Bearer %s, Basic eDp5", C.token);
+        assert_int_equal(http_request(&C, "POST", "/v1/functions/pub/invoke", "", 0, one, &r), 0);
+        assert_int_equal(r.status, 200);
+        assert_string_equal(r.body, "auth=(none)");
+        http_resp_free(&r);
+    }
 
     cluster_set_auth(&C, "");
     assert_int_equal(req("POST", "/v1/functions/pub/invoke", "", body, sizeof(body)), 200);

@@ -410,7 +410,22 @@ static void test_bad_peers(void **state)
     assert_int_equal(write(fd, "abcd", 4), 4);
     assert_true(closed_by_peer(e, fd));
     close(fd);
-    /* b still serves real peers. */
+    /* More silent connections than SHOAL_PEER_UNAUTH_MAX: the oldest make room at once (long
+     * before the HELLO time-out), so strangers cannot lock real peers out. */
+    enum { SILENT = SHOAL_PEER_UNAUTH_MAX + 8 };
+    int silent[SILENT];
+    for (int i = 0; i < SILENT; i++) {
+        silent[i] = raw_connect(shoal_peer_address(e->b));
+        run_for(e, 2);
+    }
+    run_for(e, 300);
+    for (int i = 0; i < SILENT; i++) {
+        char ch;
+        ssize_t n = recv(silent[i], &ch, 1, MSG_DONTWAIT);
+        int closed = n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK);
+        assert_int_equal(closed, i < SILENT - SHOAL_PEER_UNAUTH_MAX);
+    }
+    /* b still serves real peers, with the strangers still connected. */
     open_pair(e, 6001, &ga, &gb, &xa, &xb);
     uint64_t off = fill(e->aa, 1 << 20, 6);
     assert_int_equal(shoal_peer_recv(gb, 0, 3, on_done, &r), 0);
@@ -420,6 +435,8 @@ static void test_bad_peers(void **state)
     check_same(e->aa, off, e->ab, r.off, 1 << 20);
     shoal_peer_group_close(ga);
     shoal_peer_group_close(gb);
+    for (int i = 0; i < SILENT; i++)
+        close(silent[i]);
 }
 
 /* ---- throughput against a plain TCP socket pair ---- */
