@@ -45,6 +45,7 @@ struct trig {
     int has_cron;
     char topic[SHOAL_NAME_MAX + 1];
     uint64_t created_ms, fired_ms;
+    uint64_t due_ms; /* the firing the timer is armed for (wall ms) */
     ttimer_t *timer;
 };
 
@@ -215,6 +216,11 @@ static void on_timer(uv_timer_t *h)
 
     if (g == NULL || g->owner->shutdown)
         return;
+    /* libuv times a timer from its loop's cached clock, which can lag the wall clock by the
+     * time the loop spent since it last looked: a timer may go off a few ms before the firing
+     * it was armed for. That firing is this one; the next comes after it, not at it. */
+    if (now < g->due_ms)
+        now = g->due_ms;
     fire(g, now);
     arm(g, now);
 }
@@ -225,6 +231,7 @@ static void arm(trig_t *g, uint64_t now)
 
     if (n == 0 || g->timer == NULL)
         return;
+    g->due_ms = n;
     uv_timer_start(&g->timer->timer, on_timer, n > now ? n - now : 0, 0);
 }
 
