@@ -48,15 +48,21 @@ static void free_list(shoal_rt_selfmsg_t *m)
     }
 }
 
-void shoal_rt_reset(shoal_rt_ctx *ctx)
+/* Lets go of the group's Redis connection, cross-node state and arena, in that order. */
+static void group_drop(shoal_rt_ctx *ctx)
 {
-    /* Left when its invocation ends (shoal_rt_run); this only covers an abandoned group. */
     shoal_rt_redis_destroy(ctx->redis);
     ctx->redis = NULL;
     shoal_rt_net_destroy(ctx->net);
     ctx->net = NULL;
     shoal_coll_destroy(ctx->coll);
     ctx->coll = NULL;
+}
+
+void shoal_rt_reset(shoal_rt_ctx *ctx)
+{
+    /* Left when its invocation ends (shoal_rt_run); this only covers an abandoned group. */
+    group_drop(ctx);
     free_list(ctx->selfq_head);
     free_list(ctx->selfq_done);
     ctx->selfq_head = ctx->selfq_tail = ctx->selfq_done = NULL;
@@ -153,12 +159,7 @@ static void group_leave(shoal_rt_ctx *ctx, int failed)
     if (failed)
         shoal_arena_abort(shoal_coll_arena(ctx->coll), shoal_coll_rank(ctx->coll),
                           SHOAL_ARENA_FAIL_LEFT);
-    shoal_rt_redis_destroy(ctx->redis);
-    ctx->redis = NULL;
-    shoal_rt_net_destroy(ctx->net);
-    ctx->net = NULL;
-    shoal_coll_destroy(ctx->coll);
-    ctx->coll = NULL;
+    group_drop(ctx);
 }
 
 int shoal_rt_run(shoal_rt_ctx *ctx, shoal_main_fn fn, const shoal_msg_invoke_t *inv)

@@ -98,7 +98,6 @@ struct shoal_group {
 
 static void on_timer(uv_timer_t *t);
 
-/* The global rank of local rank r: what every message names. */
 /* ---- warm arenas (see SHOAL_GROUP_SPARES) ---- */
 
 typedef struct shoal_group_spare {
@@ -179,6 +178,7 @@ static void spare_keep(shoal_group_t *g)
     w->spares = fresh;
 }
 
+/* The global rank of local rank r: what every message names. */
 static int gr(const shoal_group_t *g, int r)
 {
     return g->granks != NULL && r >= 0 && r < g->size ? g->granks[r] : r;
@@ -648,18 +648,23 @@ static void xdone(shoal_inst_t *inst, uint64_t xseq, int err, uint64_t off, uint
     shoal_channel_wake_instance(&inst->ch);
 }
 
-static void on_xfer_done(void *arg, int err, uint64_t off, uint64_t len)
+static void xfer_unlink(shoal_group_t *g, xfer_t *x)
 {
-    xfer_t *x = arg;
-    shoal_group_t *g = x->g;
-    shoal_inst_t *inst = shoal_inst_by_uid(g->w, x->inst_uid);
-
     if (x->prev != NULL)
         x->prev->next = x->next;
     else
         g->xfers = x->next;
     if (x->next != NULL)
         x->next->prev = x->prev;
+}
+
+static void on_xfer_done(void *arg, int err, uint64_t off, uint64_t len)
+{
+    xfer_t *x = arg;
+    shoal_group_t *g = x->g;
+    shoal_inst_t *inst = shoal_inst_by_uid(g->w, x->inst_uid);
+
+    xfer_unlink(g, x);
     /* Only to the same rank in the same invocation: an instance may have moved on. */
     if (inst != NULL && inst->group == g && inst->seq == x->inv_seq &&
         inst->phase == SHOAL_PH_READY) {
@@ -693,19 +698,22 @@ void shoal_group_xfer(shoal_inst_t *inst, int type, const shoal_msg_xfer_t *m)
     x->inst_uid = inst->uid;
     x->inv_seq = inst->seq;
     x->xseq = m->xseq;
-    err = type == SHOAL_MSG_XSEND
-              ? shoal_peer_send(g->pg, m->node, m->tag, m->off, m->len, on_xfer_done, x)
-              : shoal_peer_recv(g->pg, m->node, m->tag, on_xfer_done, x);
-    if (err < 0) {
-        free(x);
-        xdone(inst, m->xseq, err, 0, 0);
-        return;
-    }
+    /* Linked before the call: the peer may answer from inside it (a receive whose data is
+     * there already, when it cannot defer the callback). */
     x->next = g->xfers;
     if (g->xfers != NULL)
         g->xfers->prev = x;
     g->xfers = x;
     g->ranks[inst->rank].xfers++;
+    err = type == SHOAL_MSG_XSEND
+              ? shoal_peer_send(g->pg, m->node, m->tag, m->off, m->len, on_xfer_done, x)
+              : shoal_peer_recv(g->pg, m->node, m->tag, on_xfer_done, x);
+    if (err < 0) {
+        xfer_unlink(g, x);
+        g->ranks[inst->rank].xfers--;
+        free(x);
+        xdone(inst, m->xseq, err, 0, 0);
+    }
 }
 
 void shoal_group_peer_gone(shoal_worker_t *w)

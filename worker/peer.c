@@ -362,6 +362,15 @@ static void tell_abort(shoal_peer_group_t *g, uint32_t src, const char *msg, siz
     defer(g, e);
 }
 
+/* The group failed here (src = this node) or at node src: ABORT goes to the other nodes and the
+ * owner is told. */
+static void group_fail(shoal_peer_group_t *g, uint32_t src, const char *msg, size_t len)
+{
+    shoal_peer_abort(g, msg, len);
+    tell_abort(g, src, msg, len);
+}
+#define GROUP_FAIL_LIT(g, src, lit) group_fail((g), (src), (lit), sizeof(lit) - 1)
+
 /* ---- groups ---- */
 
 static shoal_peer_group_t *group_find(shoal_peer_t *p, uint64_t id)
@@ -429,8 +438,7 @@ static void deliver(shoal_peer_group_t *g, uint32_t src, uint64_t tag, uint64_t 
         }
     }
     if (g->unclaimed >= SHOAL_PEER_UNCLAIMED_MAX || (it = calloc(1, sizeof(*it))) == NULL) {
-        shoal_peer_abort(g, "too many transfers nobody asked for", 35);
-        tell_abort(g, g->me, "too many transfers nobody asked for", 35);
+        GROUP_FAIL_LIT(g, g->me, "too many transfers nobody asked for");
         return;
     }
     it->node = src;
@@ -486,11 +494,9 @@ static void adopt_early(shoal_peer_group_t *g)
         p->early_bytes -= e->len;
         if (!g->aborted) {
             if (e->dst != g->me || e->src >= g->nnodes || e->src == g->me) {
-                shoal_peer_abort(g, "a node sent data with wrong node indices", 40);
-                tell_abort(g, g->me, "a node sent data with wrong node indices", 40);
+                GROUP_FAIL_LIT(g, g->me, "a node sent data with wrong node indices");
             } else if (shoal_arena_alloc(g->arena, e->len, &doff) < 0) {
-                shoal_peer_abort(g, "the group's arena is full", 25);
-                tell_abort(g, g->me, "the group's arena is full", 25);
+                GROUP_FAIL_LIT(g, g->me, "the group's arena is full");
             } else {
                 memcpy(g->map + g->data_lo + doff, e->data, e->len);
                 deliver(g, e->src, e->tag, g->data_lo + doff, e->len);
@@ -572,8 +578,7 @@ int shoal_peer_group_open(shoal_peer_t *p, const shoal_peer_group_spec_t *s,
         if (i == g->me || conn_to(p, g->addrs[i]) != NULL)
             continue;
         n = snprintf(msg, sizeof(msg), "cannot connect to node %u (%s)", i, g->addrs[i]);
-        shoal_peer_abort(g, msg, (size_t)n);
-        tell_abort(g, i, msg, (size_t)n);
+        group_fail(g, i, msg, (size_t)n);
     }
     *out = g;
     return 0;
@@ -709,8 +714,7 @@ static void conn_close(conn_t *c, const char *why)
                     continue;
                 n = snprintf(msg, sizeof(msg), "lost the connection to node %u (%s): %s", i,
                              c->addr, why);
-                shoal_peer_abort(g, msg, (size_t)n);
-                tell_abort(g, i, msg, (size_t)n);
+                group_fail(g, i, msg, (size_t)n);
                 break;
             }
         }
@@ -1016,8 +1020,7 @@ static void rx_complete(conn_t *c)
             /* A group that failed here already is not told again (the node it told answers
              * with its own ABORT). */
             if (c->rh.src < g->nnodes && c->rh.src != g->me && !g->aborted) {
-                shoal_peer_abort(g, msg, len);
-                tell_abort(g, c->rh.src, msg, len);
+                group_fail(g, c->rh.src, msg, len);
             }
         } else if ((t = tomb_find(p, c->rh.group_id)) == NULL || t->aborted) {
             /* Before the group opened here: it fails as soon as it does. */
@@ -1083,8 +1086,7 @@ static int rx_route(conn_t *c)
                 return 0;
             }
             if (shoal_arena_alloc(g->arena, c->rh.len, &doff) < 0) {
-                shoal_peer_abort(g, "the group's arena is full", 25);
-                tell_abort(g, g->me, "the group's arena is full", 25);
+                GROUP_FAIL_LIT(g, g->me, "the group's arena is full");
                 c->rx_state = RX_DISCARD;
                 return 0;
             }
