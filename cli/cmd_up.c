@@ -369,6 +369,8 @@ static int up_run(shoal_cli_t *cli, int argc, char **argv)
             kids[0].pid = 0;
             goto out;
         }
+        /* The token is the controller's alone: the workers do not inherit it. */
+        unsetenv("SHOAL_TOKEN");
         /* The worker starts once the controller answers: by then the controller has written
          * the cluster key the worker reads at start. */
         if ((sig = wait_ready(base, kids, 1, &set)) != 0) {

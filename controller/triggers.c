@@ -278,17 +278,18 @@ static int parse_doc(shoal_triggers_t *t, const char *name, const char *body, si
                      int check_function, char *err, size_t errlen)
 {
     json_error_t je;
-    json_t *root = json_loadb(body, len, 0, &je), *v;
+    json_t *root = NULL, *v;
     const char *type;
     int rc = 0;
 
     memset(g, 0, sizeof(*g));
     snprintf(g->name, sizeof(g->name), "%s", name);
-    /* Checked on a PUT only: what is stored passed it (or predates it, and stays loadable). */
+    /* Checked on a PUT only, before parsing: what is stored passed it (or predates it, and stays
+     * loadable). */
     if (check_function && len > SHOAL_TRIGGER_DOC_MAX)
         BAD(413, "body: a trigger document is at most %d bytes, this one has %zu",
             SHOAL_TRIGGER_DOC_MAX, len);
-    if (root == NULL)
+    if ((root = json_loadb(body, len, 0, &je)) == NULL)
         BAD(400, "body: not valid JSON: %s", je.text);
     if (!json_is_object(root))
         BAD(400, "body: must be a JSON object");
