@@ -653,10 +653,8 @@ static int build_view(const shoal_sandbox_t *sb)
     int err;
 
     /* Nothing done here may reach the host's mounts. */
-    if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0)
-        return -errno;
-    if (mount("shoal", STAGE, "tmpfs", MS_NOSUID | MS_NODEV, "size=1m,nr_inodes=64,mode=0755") < 0)
-        return -errno;
+    if ((err = shoal_view_stage(STAGE, 1)) < 0)
+        return err;
     if (mkdir(STAGE "/etc", 0755) < 0 || mkdir(STAGE "/dev", 0755) < 0 ||
         mkdir(STAGE "/proc", 0555) < 0 || mkdir(STAGE "/tmp", 0700) < 0)
         return -errno;
@@ -680,12 +678,7 @@ static int build_view(const shoal_sandbox_t *sb)
     if (mount("tmp", STAGE "/tmp", "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC,
               sb->ncg > 0 ? "nr_inodes=4096,mode=0700" : "size=64m,nr_inodes=4096,mode=0700") < 0)
         return -errno;
-    if (chdir(STAGE) < 0 || syscall(SYS_pivot_root, ".", ".") < 0 || umount2(".", MNT_DETACH) < 0 ||
-        chdir("/") < 0)
-        return -errno;
-    return mount(NULL, "/", NULL, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV, NULL) < 0
-               ? -errno
-               : 0;
+    return shoal_view_enter(STAGE);
 }
 
 #if SHOAL_ASAN_BUILD
