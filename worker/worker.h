@@ -194,6 +194,7 @@ struct shoal_worker {
     /* functions' logs: a non-blocking fd of our own onto stderr (see shoal_worker_log), and the
      * bytes dropped because stderr did not keep up, reported with the next line that fits */
     int log_fd;
+    int log_sock; /* stderr is a socket: written with send(MSG_DONTWAIT) */
     uint64_t log_dropped;
 };
 

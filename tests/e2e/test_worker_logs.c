@@ -1,5 +1,6 @@
 /*
- * End-to-end: a worker whose stderr is a pipe nobody reads (a stuck log collector). Functions'
+ * End-to-end: a worker whose stderr is a pipe or a socket (journald's) nobody reads (a stuck log
+ * collector). Functions'
  * logs must not stall it: invocations that log megabytes still answer at once, because the
  * worker writes function logs without blocking and drops what does not fit; once the pipe is
  * drained, the next log line comes with a note of how many bytes were dropped.
@@ -16,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -35,11 +37,11 @@ static cluster_t C;
 static pid_t worker = -1;
 static int err_rd = -1; /* the read end of the worker's stderr */
 
-static int setup(void **state)
+/* The worker's stderr: a pipe (a shell, a supervisor) or a socket (journald). */
+static int start(int sock)
 {
     char bin[600], ctl[64], home[300], key[300];
     int p[2];
-    (void)state;
 
     if (cluster_start(&C, 0, NULL) < 0)
         return -1;
@@ -47,7 +49,7 @@ static int setup(void **state)
     snprintf(ctl, sizeof(ctl), "127.0.0.1:%d", C.worker_port);
     snprintf(home, sizeof(home), "%s/worker-pipe", C.home);
     snprintf(key, sizeof(key), "%s/cluster.key", C.home);
-    if (pipe2(p, O_CLOEXEC) < 0)
+    if ((sock ? socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, p) : pipe2(p, O_CLOEXEC)) < 0)
         return -1;
     if ((worker = fork()) == 0) {
         dup2(p[1], STDOUT_FILENO);
@@ -60,6 +62,18 @@ static int setup(void **state)
     err_rd = p[0];
     fcntl(err_rd, F_SETFL, O_NONBLOCK);
     return worker > 0 ? cluster_wait_workers(&C, 1, 10000) : -1;
+}
+
+static int setup_pipe(void **state)
+{
+    (void)state;
+    return start(0);
+}
+
+static int setup_socket(void **state)
+{
+    (void)state;
+    return start(1);
 }
 
 static int teardown(void **state)
@@ -77,6 +91,7 @@ static int teardown(void **state)
         }
     }
     close(err_rd);
+    worker = -1;
     return cluster_stop(&C);
 }
 
@@ -99,11 +114,10 @@ static size_t drain(char *keep, size_t cap)
     return total;
 }
 
-static void test_stuck_stderr(void **state)
+static void stuck_stderr(void)
 {
     char so[512];
     http_resp_t r;
-    (void)state;
 
     assert_int_equal(build_function(&C, "logger", FN_LOGGER, so, sizeof(so)), 0);
     assert_int_equal(deploy_file(&C, "logger", so, "timeout_ms=20000", NULL), 201);
@@ -139,10 +153,23 @@ static void test_stuck_stderr(void **state)
     free(text);
 }
 
+static void test_stuck_pipe(void **state)
+{
+    (void)state;
+    stuck_stderr();
+}
+
+static void test_stuck_socket(void **state)
+{
+    (void)state;
+    stuck_stderr();
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_stuck_stderr),
+        cmocka_unit_test_setup_teardown(test_stuck_pipe, setup_pipe, teardown),
+        cmocka_unit_test_setup_teardown(test_stuck_socket, setup_socket, teardown),
     };
-    return cmocka_run_group_tests(tests, setup, teardown);
+    return cmocka_run_group_tests(tests, NULL, NULL);
 }
