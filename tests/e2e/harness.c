@@ -616,9 +616,10 @@ int fd_count(pid_t pid)
     return n - 2;
 }
 
-long rss_kib(pid_t pid)
+long proc_status_kib(pid_t pid, const char *field)
 {
     char path[64], line[256];
+    size_t flen = strlen(field);
     long kib = -1;
     FILE *f;
 
@@ -626,8 +627,14 @@ long rss_kib(pid_t pid)
     if ((f = fopen(path, "r")) == NULL)
         return -1;
     while (fgets(line, sizeof(line), f))
-        if (sscanf(line, "VmRSS: %ld kB", &kib) == 1)
+        if (strncmp(line, field, flen) == 0 && line[flen] == ':' &&
+            sscanf(line + flen + 1, "%ld kB", &kib) == 1)
             break;
     fclose(f);
     return kib;
+}
+
+long rss_kib(pid_t pid)
+{
+    return proc_status_kib(pid, "VmRSS");
 }

@@ -117,5 +117,7 @@ int children_of(pid_t pid, pid_t *out, int max);
 int fd_count(pid_t pid);
 /* Resident set size of a process in KiB, -1 if it cannot be read. */
 long rss_kib(pid_t pid);
+/* A "Field: N kB" line of /proc/<pid>/status (VmRSS, RssAnon, ...) in KiB, -1 if unreadable. */
+long proc_status_kib(pid_t pid, const char *field);
 
 #endif

@@ -445,22 +445,6 @@ static int instances(pid_t pid, pid_t *out, int n, int max)
     return n;
 }
 
-/* Anonymous resident memory of a process in KiB (RssAnon), -1 if it cannot be read. */
-static long anon_kib(pid_t pid)
-{
-    char path[64], line[256];
-    long kib = -1;
-    FILE *f;
-    snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
-    if ((f = fopen(path, "r")) == NULL)
-        return -1;
-    while (fgets(line, sizeof(line), f))
-        if (sscanf(line, "RssAnon: %ld kB", &kib) == 1)
-            break;
-    fclose(f);
-    return kib;
-}
-
 /* A group of 2 encodes a longer clip slowly. Once both ranks burn CPU (rank 1 encodes the chunks
  * rank 0 streams to it while rank 0 still decodes), the one with less private memory is killed
  * with SIGKILL: rank 1, since rank 0 holds every decoded frame (39 MB). The invocation ends with
@@ -518,8 +502,8 @@ static void test_rank_killed(void **state)
     }
     if (busy[1]) {
         usleep(300000); /* well inside the encode; rank 0 has decoded more */
-        anon[0] = anon_kib(busy[0]);
-        anon[1] = anon_kib(busy[1]);
+        anon[0] = proc_status_kib(busy[0], "RssAnon");
+        anon[1] = proc_status_kib(busy[1], "RssAnon");
         victim = anon[0] < anon[1] ? busy[0] : busy[1];
     }
     if (victim) {
