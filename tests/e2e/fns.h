@@ -101,4 +101,15 @@
     " free(parts);\n"                                                                              \
     " return shoal_output(c, out, o); }\n"
 
+#include <stdio.h>
+
+/* What rank 0 of a healthy gang group of n ranks answers (FN_GANG_ANSWER). */
+static inline void fn_gang_expected(int n, char *out, size_t len)
+{
+    size_t o = (size_t)snprintf(out, len, "rank=0 size=%d sum=%d bcast=hi from %d gathered=", n,
+                                n * (n + 1) / 2, n - 1);
+    for (int i = 0; i < n && o < len; i++)
+        o += (size_t)snprintf(out + o, len - o, "%s%d", i ? "," : "", i);
+}
+
 #endif

@@ -81,19 +81,10 @@ static void expect_error(const http_resp_t *r, long status, const char *code)
     assert_true(http_is_error(r, status, code));
 }
 
-/* The body rank 0 of a healthy group of n answers. */
-static void expected_body(int n, char *out, size_t len)
-{
-    size_t o = (size_t)snprintf(out, len, "rank=0 size=%d sum=%d bcast=hi from %d gathered=", n,
-                                n * (n + 1) / 2, n - 1);
-    for (int i = 0; i < n; i++)
-        o += (size_t)snprintf(out + o, len - o, "%s%d", i ? "," : "", i);
-}
-
 static void expect_group_ok(const http_resp_t *r, int n)
 {
     char want[512];
-    expected_body(n, want, sizeof(want));
+    fn_gang_expected(n, want, sizeof(want));
     if (r->status != 201)
         fprintf(stderr, "group of %d: status %ld, body: %.400s\n", n, r->status, r->body);
     assert_int_equal(r->status, 201);
@@ -178,7 +169,7 @@ static void test_groups_wait_whole(void **state)
         if ((kids[k] = fork()) == 0) {
             http_resp_t r;
             char want[512];
-            expected_body(6, want, sizeof(want));
+            fn_gang_expected(6, want, sizeof(want));
             if (http_request(&C, "POST", "/v1/functions/gang/invoke?group=6", "sleep", 5, NULL,
                              &r) < 0)
                 _exit(2);
@@ -222,7 +213,7 @@ static void test_call_group(void **state)
 
     /* The caller's worker has room for 4 more ranks: it runs the group itself. */
     invoke("gang-caller", NULL, "4", &r);
-    expected_body(4, want, sizeof(want));
+    fn_gang_expected(4, want, sizeof(want));
     if (r.status != 200)
         fprintf(stderr, "status %ld, body: %.400s\n", r.status, r.body);
     assert_int_equal(r.status, 200);
@@ -232,7 +223,7 @@ static void test_call_group(void **state)
      * the controller, which places it on the other worker. */
     before = metric("shoal_groups_total");
     invoke("gang-caller", NULL, "8", &r);
-    expected_body(8, want, sizeof(want));
+    fn_gang_expected(8, want, sizeof(want));
     if (r.status != 200)
         fprintf(stderr, "status %ld, body: %.400s\n", r.status, r.body);
     assert_int_equal(r.status, 200);

@@ -88,12 +88,7 @@ static void expect_error(const http_resp_t *r, long status, const char *code)
 static void expect_group_ok(const http_resp_t *r, int n)
 {
     char want[512];
-    size_t o = (size_t)snprintf(want, sizeof(want),
-                                "rank=0 size=%d sum=%d bcast=hi from %d "
-                                "gathered=",
-                                n, n * (n + 1) / 2, n - 1);
-    for (int i = 0; i < n; i++)
-        o += (size_t)snprintf(want + o, sizeof(want) - o, "%s%d", i ? "," : "", i);
+    fn_gang_expected(n, want, sizeof(want));
     if (r->status != 200 || strcmp(r->body, want) != 0) {
         fprintf(stderr, "group of %d: status %ld, body: %.400s\n", n, r->status, r->body);
         cluster_dump_logs(&C);
