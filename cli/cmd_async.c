@@ -14,8 +14,37 @@
 
 #include "cli.h"
 #include "input.h"
+#include "view.h"
 
-enum { OPT_WAIT = 1, OPT_FUNCTION, OPT_STATE, OPT_LIMIT, OPT_DATA };
+enum { OPT_WAIT = 1, OPT_FUNCTION, OPT_STATE, OPT_LIMIT, OPT_DATA, OPT_JSON };
+
+/* GET path and print it as a table (view), or as indented JSON with --json: the way `shoal ls`
+ * shows its listing. */
+static int get_table(shoal_cli_t *cli, const char *what, const char *path, char *(*view)(json_t *),
+                     int as_json)
+{
+    shoal_cli_http_req_t req = {.method = "GET", .path = path, .max_mem = 1u << 26};
+    shoal_cli_http_resp_t resp;
+    json_t *root;
+    char *text;
+    int rc;
+
+    if ((rc = shoal_cli_request(cli, what, &req, &resp)) != SHOAL_CLI_EXIT_OK)
+        return rc;
+    root = json_loadb(resp.body ? resp.body : "", resp.len, 0, NULL);
+    shoal_cli_http_resp_free(&resp);
+    if (root == NULL)
+        return shoal_cli_fail("%s: the server's answer is not JSON", what);
+    text = as_json ? json_dumps(root, JSON_INDENT(2) | JSON_PRESERVE_ORDER) : view(root);
+    json_decref(root);
+    if (text == NULL)
+        return shoal_cli_fail("%s: unexpected answer from the server", what);
+    fputs(text, stdout);
+    if (as_json)
+        fputs("\n", stdout);
+    free(text);
+    return SHOAL_CLI_EXIT_OK;
+}
 
 /* Collects positional arguments; returns -1 to go on, else an exit status. */
 static int parse(shoal_cli_t *cli, const shoal_cli_cmd_t *self, int argc, char **argv,
@@ -69,7 +98,8 @@ static int result_run(shoal_cli_t *cli, int argc, char **argv)
     char path[128];
     int rc;
 
-    if ((rc = parse(cli, &shoal_cli_cmd_result, argc, argv, opts, 4, pos, 1, &n, vals)) >= 0)
+    if ((rc = parse(cli, &shoal_cli_cmd_result, argc, argv, opts, sizeof(opts) / sizeof(opts[0]),
+                    pos, 1, &n, vals)) >= 0)
         return rc;
     if (n != 1 || strlen(pos[0]) != 32 || strspn(pos[0], "0123456789abcdef") != 32)
         return shoal_cli_usage_error("result", "needs an invocation ID (32 hex digits)");
@@ -109,53 +139,37 @@ static int invocations_run(shoal_cli_t *cli, int argc, char **argv)
     static const shoal_cli_opt_t opts[] = {{"function", 'f', 1, OPT_FUNCTION},
                                            {"state", 's', 1, OPT_STATE},
                                            {"limit", 'n', 1, OPT_LIMIT},
+                                           {"json", 0, 0, OPT_JSON},
                                            SHOAL_CLI_COMMON_OPTS};
     const char *pos[1], *vals[16] = {0};
     size_t n = 0;
     char path[512];
     int rc;
 
-    if ((rc = parse(cli, &shoal_cli_cmd_invocations, argc, argv, opts, 6, pos, 0, &n, vals)) >= 0)
+    if ((rc = parse(cli, &shoal_cli_cmd_invocations, argc, argv, opts,
+                    sizeof(opts) / sizeof(opts[0]), pos, 0, &n, vals)) >= 0)
         return rc;
     snprintf(path, sizeof(path), "/v1/invocations?limit=%.10s%s%.63s%s%.16s",
              vals[OPT_LIMIT] ? vals[OPT_LIMIT] : "100", vals[OPT_FUNCTION] ? "&function=" : "",
              vals[OPT_FUNCTION] ? vals[OPT_FUNCTION] : "", vals[OPT_STATE] ? "&state=" : "",
              vals[OPT_STATE] ? vals[OPT_STATE] : "");
-    shoal_cli_http_req_t req = {.method = "GET", .path = path, .max_mem = 1u << 26};
-    shoal_cli_http_resp_t resp;
-    if ((rc = shoal_cli_request(cli, "invocations", &req, &resp)) != SHOAL_CLI_EXIT_OK)
-        return rc;
-    json_t *root = json_loadb(resp.body ? resp.body : "", resp.len, 0, NULL), *v;
-    size_t i;
-    printf("%-32s  %-20s  %-9s  %-8s  %-24s  %s\n", "ID", "FUNCTION", "STATE", "ATTEMPTS",
-           "CREATED", "ERROR");
-    json_array_foreach(json_object_get(root, "invocations"), i, v)
-    {
-        const char *e = json_string_value(json_object_get(v, "error"));
-        printf("%-32s  %-20s  %-9s  %-8lld  %-24s  %.60s\n",
-               json_string_value(json_object_get(v, "id")),
-               json_string_value(json_object_get(v, "function")),
-               json_string_value(json_object_get(v, "state")),
-               (long long)json_integer_value(json_object_get(v, "attempts")),
-               json_string_value(json_object_get(v, "created")), e ? e : "");
-    }
-    json_decref(root);
-    shoal_cli_http_resp_free(&resp);
-    return SHOAL_CLI_EXIT_OK;
+    return get_table(cli, "invocations", path, shoal_cli_view_invocations, vals[OPT_JSON] != NULL);
 }
 
 static int trigger_run(shoal_cli_t *cli, int argc, char **argv)
 {
-    static const shoal_cli_opt_t opts[] = {SHOAL_CLI_COMMON_OPTS};
+    static const shoal_cli_opt_t opts[] = {{"json", 0, 0, OPT_JSON}, SHOAL_CLI_COMMON_OPTS};
     const char *pos[3], *vals[16] = {0};
     size_t n = 0;
     char path[256];
     int rc;
 
-    if ((rc = parse(cli, &shoal_cli_cmd_trigger, argc, argv, opts, 3, pos, 3, &n, vals)) >= 0)
+    if ((rc = parse(cli, &shoal_cli_cmd_trigger, argc, argv, opts, sizeof(opts) / sizeof(opts[0]),
+                    pos, 3, &n, vals)) >= 0)
         return rc;
-    if (n >= 1 && strcmp(pos[0], "ls") == 0 && n == 1)
-        return get_print(cli, "trigger ls", "/v1/triggers", 0);
+    if (n == 1 && strcmp(pos[0], "ls") == 0)
+        return get_table(cli, "trigger ls", "/v1/triggers", shoal_cli_view_triggers,
+                         vals[OPT_JSON] != NULL);
     if (n == 2 && strcmp(pos[0], "rm") == 0) {
         snprintf(path, sizeof(path), "/v1/triggers/%.100s", pos[1]);
         shoal_cli_http_req_t req = {.method = "DELETE", .path = path, .max_mem = 1u << 20};
@@ -194,7 +208,8 @@ static int publish_run(shoal_cli_t *cli, int argc, char **argv)
     shoal_cli_input_t in = {.fd = -1};
     int rc, opened = 0;
 
-    if ((rc = parse(cli, &shoal_cli_cmd_publish, argc, argv, opts, 4, pos, 1, &n, vals)) >= 0)
+    if ((rc = parse(cli, &shoal_cli_cmd_publish, argc, argv, opts, sizeof(opts) / sizeof(opts[0]),
+                    pos, 1, &n, vals)) >= 0)
         return rc;
     if (n != 1)
         return shoal_cli_usage_error("publish", "needs TOPIC");
@@ -236,19 +251,26 @@ const shoal_cli_cmd_t shoal_cli_cmd_result = {
     result_run};
 const shoal_cli_cmd_t shoal_cli_cmd_invocations = {
     "invocations", "list async invocations, newest first",
-    "Usage: shoal invocations [--function F] [--state S] [--limit N]\n\nOptions:\n"
+    "Usage: shoal invocations [--function F] [--state S] [--limit N] [--json]\n\n"
+    "Lists async invocations (GET /v1/invocations), newest first, as a table:\n"
+    "  ID FUNCTION STATE ATTEMPTS CREATED FINISHED ERROR\n\nOptions:\n"
     "  -f, --function F  only invocations of F\n"
     "  -s, --state S     queued, running, succeeded, failed or dead\n"
-    "  -n, --limit N     at most N (default 100, at most 1000)\n" COMMON_HELP,
+    "  -n, --limit N     at most N (default 100, at most 1000)\n"
+    "  --json            print the API's JSON answer instead\n" COMMON_HELP,
     invocations_run};
 const shoal_cli_cmd_t shoal_cli_cmd_trigger = {
     "trigger", "add, list and remove triggers (HTTP routes, timers, topics)",
-    "Usage: shoal trigger add NAME JSON | ls | rm NAME\n\nExamples:\n"
+    "Usage: shoal trigger add NAME JSON | ls [--json] | rm NAME\n\n"
+    "ls shows the triggers (GET /v1/triggers) as a table:\n"
+    "  NAME FUNCTION TYPE ON LAST_FIRED NEXT_FIRE\n"
+    "ON is what fires it (\"POST /hooks/build\", \"every 1000ms\", \"cron 0 * * * *\",\n"
+    "\"topic uploads\"); LAST_FIRED and NEXT_FIRE are a timer's (UTC).\n\nExamples:\n"
     "  shoal trigger add build '{\"function\":\"f\",\"type\":\"http\",\"path\":\"/hooks/build\","
     "\"methods\":[\"POST\"]}'\n"
     "  shoal trigger add tick '{\"function\":\"f\",\"type\":\"timer\",\"every_ms\":1000}'\n"
     "  shoal trigger add up '{\"function\":\"f\",\"type\":\"topic\",\"topic\":\"uploads\"}'\n"
-    "\nOptions:\n" COMMON_HELP,
+    "\nOptions:\n  --json         (ls) print the API's JSON answer instead\n" COMMON_HELP,
     trigger_run};
 const shoal_cli_cmd_t shoal_cli_cmd_publish = {
     "publish", "publish an event to a topic",

@@ -136,3 +136,101 @@ char *shoal_cli_view_workers(json_t *root)
     }
     return render(t);
 }
+
+static const char *str_or(json_t *obj, const char *key)
+{
+    const char *s = json_string_value(json_object_get(obj, key));
+    return s != NULL ? s : "?";
+}
+
+/* What makes a trigger fire, in one cell: "POST,PUT /hooks/build", "every 1000ms",
+ * "cron 0 * * * *", "topic uploads". Empty when the type is unknown. */
+static void trigger_spec(json_t *tr, char *out, size_t size)
+{
+    const char *type = json_string_value(json_object_get(tr, "type"));
+    json_t *methods = json_object_get(tr, "methods"), *m;
+    size_t o = 0, i;
+
+    out[0] = '\0';
+    if (type == NULL)
+        return;
+    if (strcmp(type, "http") == 0) {
+        json_array_foreach(methods, i, m)
+        {
+            int n = snprintf(out + o, size - o, "%s%s", o ? "," : "",
+                             json_string_value(m) ? json_string_value(m) : "?");
+            if (n < 0 || (size_t)n >= size - o)
+                break;
+            o += (size_t)n;
+        }
+        snprintf(out + o, size - o, "%s%s", o ? " " : "* ", str_or(tr, "path"));
+    } else if (strcmp(type, "timer") == 0) {
+        long long every = num(tr, "every_ms");
+        if (every >= 0)
+            snprintf(out, size, "every %lldms", every);
+        else
+            snprintf(out, size, "cron %s", str_or(tr, "cron"));
+    } else if (strcmp(type, "topic") == 0) {
+        snprintf(out, size, "topic %s", str_or(tr, "topic"));
+    }
+}
+
+char *shoal_cli_view_triggers(json_t *root)
+{
+    static const char *const hdr[] = {"NAME", "FUNCTION", "TYPE", "ON", "LAST_FIRED", "NEXT_FIRE"};
+    json_t *list = list_of(root, "triggers"), *tr;
+    shoal_cli_table_t *t;
+    size_t i;
+
+    if (list == NULL || (t = shoal_cli_table_create(6, hdr)) == NULL)
+        return NULL;
+    json_array_foreach(list, i, tr)
+    {
+        char spec[1200];
+        const char *cells[6];
+
+        trigger_spec(tr, spec, sizeof(spec));
+        cells[0] = json_string_value(json_object_get(tr, "name"));
+        cells[1] = json_string_value(json_object_get(tr, "function"));
+        cells[2] = json_string_value(json_object_get(tr, "type"));
+        cells[3] = spec[0] ? spec : NULL;
+        cells[4] = json_string_value(json_object_get(tr, "last_fired"));
+        cells[5] = json_string_value(json_object_get(tr, "next_fire"));
+        if (shoal_cli_table_add(t, cells) < 0) {
+            shoal_cli_table_destroy(t);
+            return NULL;
+        }
+    }
+    return render(t);
+}
+
+char *shoal_cli_view_invocations(json_t *root)
+{
+    static const char *const hdr[] = {"ID",      "FUNCTION", "STATE", "ATTEMPTS",
+                                      "CREATED", "FINISHED", "ERROR"};
+    json_t *list = list_of(root, "invocations"), *inv;
+    shoal_cli_table_t *t;
+    size_t i;
+
+    if (list == NULL || (t = shoal_cli_table_create(7, hdr)) == NULL)
+        return NULL;
+    json_array_foreach(list, i, inv)
+    {
+        char att[32], err[96];
+        const char *cells[7], *e = json_string_value(json_object_get(inv, "error"));
+
+        cells[0] = json_string_value(json_object_get(inv, "id"));
+        cells[1] = json_string_value(json_object_get(inv, "function"));
+        cells[2] = json_string_value(json_object_get(inv, "state"));
+        cells[3] = num_text(num(inv, "attempts"), att, sizeof(att));
+        cells[4] = json_string_value(json_object_get(inv, "created"));
+        cells[5] = json_string_value(json_object_get(inv, "finished"));
+        /* Errors can be long (a compiler's or a function's text): the table keeps a line. */
+        cells[6] = e ? shoal_cli_fmt_line(e, strlen(e), err, sizeof(err)) : NULL;
+        if (shoal_cli_table_add(t, cells) < 0) {
+            shoal_cli_table_destroy(t);
+            return NULL;
+        }
+    }
+    return render(t);
+}

@@ -34,12 +34,13 @@ struct wait {
     shoal_evhttp_t *eh;
     h2o_req_t *req; /* NULL once the client is gone */
     token_t *token;
-    int kind; /* 0 async invoke, 1 publish, 2 trigger put, 3 trigger delete */
+    int kind; /* 0 async invoke, 1 publish, 2 trigger put, 3 trigger delete, 4 read */
     char id[33];
     uint32_t deliveries;
     char *body; /* trigger object to answer with */
     size_t body_len;
     int status;
+    shoal_store_read_t rd; /* kind 4: a read on the store's reader threads */
 };
 
 /* ---- answers ------------------------------------------------------------------------------- */
@@ -114,6 +115,9 @@ static void wait_free(wait_t *w)
     if (w->token != NULL)
         w->token->w = NULL;
     free(w->body);
+    shoal_json_free(&w->rd.json);
+    free(w->rd.data);
+    free(w->rd.headers);
     free(w);
 }
 
@@ -210,6 +214,17 @@ static void query_of(const h2o_req_t *req, const char **q, size_t *len)
     }
 }
 
+static void on_read(shoal_store_read_t *rd, int err);
+
+/* Hands w's read to the store's reader threads: the loop does not wait for SQLite. */
+static void start_read(shoal_evhttp_t *eh, wait_t *w)
+{
+    shoal_json_init(&w->rd.json);
+    w->rd.cb = on_read;
+    w->rd.opaque = w;
+    shoal_store_read(shoal_events_store(eh->ev), &w->rd);
+}
+
 static void handle_list(shoal_evhttp_t *eh, h2o_req_t *req)
 {
     const char *q;
@@ -246,63 +261,50 @@ static void handle_list(shoal_evhttp_t *eh, h2o_req_t *req)
             return;
         }
     }
-    shoal_json_reset(&eh->out);
-    if (shoal_store_list_json(shoal_events_store(eh->ev), function[0] ? function : NULL, state,
-                              (uint32_t)limit, &eh->out) < 0) {
-        send_err(eh, req, 500, "internal", "cannot read the store");
+    wait_t *w = wait_new(eh, req, 4);
+    if (w == NULL) {
+        send_store_err(eh, req, -ENOMEM);
         return;
     }
-    send_json(eh, req, 200);
+    w->rd.kind = SHOAL_STORE_READ_LIST;
+    _Static_assert(sizeof(w->rd.function) == sizeof(function), "function name buffers");
+    memcpy(w->rd.function, function, sizeof(function));
+    w->rd.state = state;
+    w->rd.limit = (uint32_t)limit;
+    start_read(eh, w);
 }
 
 static void handle_one(shoal_evhttp_t *eh, h2o_req_t *req, const char *seg, size_t len, int output)
 {
-    char id[33];
-    shoal_store_t *s = shoal_events_store(eh->ev);
-    int err;
+    wait_t *w;
 
     if (!id_valid(seg, len)) {
         send_err(eh, req, 404, "not_found", "no invocation '%.*s'", (int)(len > 40 ? 40 : len),
                  seg);
         return;
     }
-    memcpy(id, seg, 32);
-    id[32] = '\0';
-    if (!output) {
-        shoal_store_inv_t inv;
-        if ((err = shoal_store_get(s, id, 0, &inv)) < 0) {
-            if (err == -ENOENT)
-                send_err(eh, req, 404, "not_found", "no invocation '%s'", id);
-            else
-                send_err(eh, req, 500, "internal", "cannot read the store");
-            return;
-        }
-        shoal_json_reset(&eh->out);
-        shoal_store_inv_json(&inv, &eh->out);
-        shoal_store_inv_free(&inv);
-        send_json(eh, req, 200);
+    if ((w = wait_new(eh, req, 4)) == NULL) {
+        send_store_err(eh, req, -ENOMEM);
         return;
     }
-    void *data;
-    size_t dlen;
-    char *headers;
-    int state, has_ctype = 0;
-    if ((err = shoal_store_output(s, id, &state, &data, &dlen, &headers)) < 0) {
-        if (err == -ENOENT)
-            send_err(eh, req, 404, "not_found", "no invocation '%s'", id);
-        else
-            send_err(eh, req, 500, "internal", "cannot read the store");
+    w->rd.kind = output ? SHOAL_STORE_READ_OUTPUT : SHOAL_STORE_READ_GET;
+    memcpy(w->rd.id, seg, 32);
+    w->rd.id[32] = '\0';
+    start_read(eh, w);
+}
+
+/* Answers an invocation's output (the read's result). */
+static void send_output(shoal_evhttp_t *eh, h2o_req_t *req, shoal_store_read_t *rd)
+{
+    int has_ctype = 0;
+
+    if (rd->state != SHOAL_INV_SUCCEEDED) {
+        send_err(eh, req, 409, "not_ready", "invocation %s is %s: it has no output", rd->id,
+                 shoal_store_state_name(rd->state));
         return;
     }
-    if (state != SHOAL_INV_SUCCEEDED) {
-        free(data);
-        free(headers);
-        send_err(eh, req, 409, "not_ready", "invocation %s is %s: it has no output", id,
-                 shoal_store_state_name(state));
-        return;
-    }
-    if (headers != NULL) {
-        json_t *h = json_loads(headers, 0, NULL);
+    if (rd->headers != NULL) {
+        json_t *h = json_loads(rd->headers, 0, NULL);
         json_t *ct = h ? json_object_get(h, "content-type") : NULL;
         /* Stored headers came from the function: check them as the synchronous path does. */
         if (json_is_string(ct) &&
@@ -313,14 +315,38 @@ static void handle_one(shoal_evhttp_t *eh, h2o_req_t *req, const char *seg, size
                            strlen(json_string_value(ct)));
         }
         json_decref(h);
-        free(headers);
     }
     h2o_add_header_by_str(&req->pool, &req->res.headers, H2O_STRLIT("shoal-invocation-id"), 0, NULL,
-                          h2o_strdup(&req->pool, id, 32).base, 32);
+                          h2o_strdup(&req->pool, rd->id, 32).base, 32);
     /* h2o_send_inline copies into the pool. */
     shoal_reply_send(req, 200, has_ctype ? NULL : "application/octet-stream",
-                     has_ctype ? 0 : strlen("application/octet-stream"), data, dlen);
-    free(data);
+                     has_ctype ? 0 : strlen("application/octet-stream"), rd->data, rd->len);
+}
+
+/* A read finished on a reader thread: answer the request if its client is still there. */
+static void on_read(shoal_store_read_t *rd, int err)
+{
+    wait_t *w = rd->opaque;
+    shoal_evhttp_t *eh = w->eh;
+    h2o_req_t *req = w->req;
+
+    if (w->token != NULL)
+        w->token->w = NULL;
+    w->token = NULL;
+    if (req == NULL) {
+        /* The client went away. */
+    } else if (err == -ENOENT) {
+        send_err(eh, req, 404, "not_found", "no invocation '%s'", rd->id);
+    } else if (err < 0) {
+        send_err(eh, req, 500, "internal", "cannot read the store: %s", strerror(-err));
+    } else if (rd->kind == SHOAL_STORE_READ_OUTPUT) {
+        send_output(eh, req, rd);
+    } else {
+        shoal_json_reset(&eh->out);
+        shoal_json_raw(&eh->out, rd->json.buf, rd->json.len);
+        send_json(eh, req, 200);
+    }
+    wait_free(w);
 }
 
 /* ---- triggers and topics ------------------------------------------------------------------- */

@@ -8,9 +8,10 @@
  *   PUT|GET|DELETE /v1/triggers/{name}, GET /v1/triggers
  *   POST /v1/topics/{topic}                    202 {"id","deliveries"} once stored
  *
- * Every asynchronous answer is guarded like http.c's: a token in the request's pool is cleared
- * when h2o frees the request, and the store callback then finds no request to answer. Loop thread
- * only.
+ * The GETs of invocations read SQLite on the store's reader threads (store.h shoal_store_read),
+ * never on the loop. Every asynchronous answer - reads and writes alike - is guarded like
+ * http.c's: a token in the request's pool is cleared when h2o frees the request, and the store
+ * callback then finds no request to answer. Loop thread only.
  */
 #ifndef SHOAL_CONTROLLER_EVHTTP_H
 #define SHOAL_CONTROLLER_EVHTTP_H

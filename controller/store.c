@@ -5,6 +5,10 @@
  * run) are singly linked lists under one mutex; the writer signals the loop with a uv_async, and
  * the loop drains `done`. A batch is executed inside BEGIN IMMEDIATE .. COMMIT; a statement that
  * fails fails only its own op (the rest still commit); a failed COMMIT fails the whole batch.
+ *
+ * Reads for HTTP requests go through a third list, `rin`, served by READERS threads, each with
+ * its own read connection (a connection is used by one thread only: they are opened NOMUTEX);
+ * finished reads join `rdone` and come back through the same uv_async as committed writes.
  */
 #include "store.h"
 
@@ -22,6 +26,9 @@
 #include "controller/api.h"
 #include "controller/sqlutil.h"
 
+/* Reader threads: two, so one slow listing does not hold up every other GET. */
+#define READERS 2
+
 struct shoal_store {
     uv_loop_t *loop;
     sqlite3 *wdb; /* writer thread's connection */
@@ -34,6 +41,15 @@ struct shoal_store {
     shoal_store_op_t *done_head, *done_tail;
     size_t pending;
     int stop;
+    /* Readers. */
+    sqlite3 *readers_db[READERS];
+    pthread_t readers[READERS];
+    int nreaders;
+    pthread_cond_t rcond;
+    shoal_store_read_t *rin_head, *rin_tail;
+    shoal_store_read_t *rdone_head, *rdone_tail;
+    size_t reads; /* submitted, callback not run yet */
+    int rstop;
     uint32_t window_us;
     shoal_store_stats_t stats;
 };
@@ -268,15 +284,61 @@ static void on_async(uv_async_t *a)
     shoal_store_t *s = a->data;
     shoal_store_op_t *op, *next;
 
+    shoal_store_read_t *r, *rnext;
+
     pthread_mutex_lock(&s->lock);
     op = s->done_head;
     s->done_head = s->done_tail = NULL;
+    r = s->rdone_head;
+    s->rdone_head = s->rdone_tail = NULL;
     pthread_mutex_unlock(&s->lock);
     for (; op != NULL; op = next) {
         next = op->next;
         s->pending--;
         op->cb(op, op->err);
     }
+    for (; r != NULL; r = rnext) {
+        rnext = r->next;
+        s->reads--;
+        r->cb(r, r->err);
+    }
+}
+
+static int run_read(sqlite3 *db, shoal_store_read_t *r);
+
+typedef struct {
+    shoal_store_t *s;
+    int i;
+} reader_arg_t;
+
+static void *reader_main(void *arg)
+{
+    shoal_store_t *s = ((reader_arg_t *)arg)->s;
+    sqlite3 *db = s->readers_db[((reader_arg_t *)arg)->i];
+
+    free(arg);
+    pthread_mutex_lock(&s->lock);
+    for (;;) {
+        while (s->rin_head == NULL && !s->rstop)
+            pthread_cond_wait(&s->rcond, &s->lock);
+        if (s->rin_head == NULL)
+            break; /* stopping, and every read queued before the stop is done */
+        shoal_store_read_t *r = s->rin_head;
+        if ((s->rin_head = r->next) == NULL)
+            s->rin_tail = NULL;
+        pthread_mutex_unlock(&s->lock);
+        r->next = NULL;
+        r->err = run_read(db, r);
+        pthread_mutex_lock(&s->lock);
+        if (s->rdone_tail)
+            s->rdone_tail->next = r;
+        else
+            s->rdone_head = r;
+        s->rdone_tail = r;
+        uv_async_send(&s->async);
+    }
+    pthread_mutex_unlock(&s->lock);
+    return NULL;
 }
 
 /* ---- life cycle ---------------------------------------------------------------------------- */
@@ -304,6 +366,7 @@ int shoal_store_open(uv_loop_t *loop, const char *home, uint32_t window_us, shoa
         goto fail;
     pthread_mutex_init(&s->lock, NULL);
     pthread_cond_init(&s->cond, NULL);
+    pthread_cond_init(&s->rcond, NULL);
     if ((err = uv_async_init(loop, &s->async, on_async)) < 0)
         goto fail_sync;
     s->async.data = s;
@@ -312,11 +375,34 @@ int shoal_store_open(uv_loop_t *loop, const char *home, uint32_t window_us, shoa
         uv_run(loop, UV_RUN_NOWAIT);
         goto fail_sync;
     }
+    /* One reader is enough for correctness (reads just queue longer); none is an error. */
+    for (int i = 0; i < READERS; i++) {
+        reader_arg_t *ra = malloc(sizeof(*ra));
+        if (ra == NULL || open_db(path, &s->readers_db[i]) < 0) {
+            free(ra);
+            break;
+        }
+        ra->s = s;
+        ra->i = i;
+        if (pthread_create(&s->readers[i], NULL, reader_main, ra) != 0) {
+            free(ra);
+            sqlite3_close(s->readers_db[i]);
+            s->readers_db[i] = NULL;
+            break;
+        }
+        s->nreaders++;
+    }
+    if (s->nreaders == 0) {
+        SHOAL_ERROR("store: cannot start a reader thread");
+        shoal_store_close(s);
+        return -ENOMEM;
+    }
     *out = s;
     return 0;
 fail_sync:
     pthread_mutex_destroy(&s->lock);
     pthread_cond_destroy(&s->cond);
+    pthread_cond_destroy(&s->rcond);
 fail:
     sqlite3_close(s->rdb);
     sqlite3_close(s->wdb);
@@ -330,15 +416,22 @@ void shoal_store_close(shoal_store_t *s)
         return;
     pthread_mutex_lock(&s->lock);
     s->stop = 1;
+    s->rstop = 1;
     pthread_cond_signal(&s->cond);
+    pthread_cond_broadcast(&s->rcond);
     pthread_mutex_unlock(&s->lock);
     pthread_join(s->thread, NULL);
-    on_async(&s->async); /* callbacks of the last batches */
+    for (int i = 0; i < s->nreaders; i++)
+        pthread_join(s->readers[i], NULL);
+    on_async(&s->async); /* callbacks of the last batches and reads */
     if (!uv_is_closing((uv_handle_t *)&s->async))
         uv_close((uv_handle_t *)&s->async, NULL);
     uv_run(s->loop, UV_RUN_NOWAIT);
     pthread_mutex_destroy(&s->lock);
     pthread_cond_destroy(&s->cond);
+    pthread_cond_destroy(&s->rcond);
+    for (int i = 0; i < s->nreaders; i++)
+        sqlite3_close(s->readers_db[i]);
     sqlite3_close(s->rdb);
     sqlite3_close(s->wdb);
     free(s);
@@ -357,6 +450,21 @@ void shoal_store_submit(shoal_store_t *s, shoal_store_op_t *op)
         s->in_head = op;
     s->in_tail = op;
     pthread_cond_signal(&s->cond);
+    pthread_mutex_unlock(&s->lock);
+}
+
+void shoal_store_read(shoal_store_t *s, shoal_store_read_t *r)
+{
+    r->next = NULL;
+    r->err = 0;
+    s->reads++;
+    pthread_mutex_lock(&s->lock);
+    if (s->rin_tail)
+        s->rin_tail->next = r;
+    else
+        s->rin_head = r;
+    s->rin_tail = r;
+    pthread_cond_signal(&s->rcond);
     pthread_mutex_unlock(&s->lock);
 }
 
@@ -435,12 +543,12 @@ void shoal_store_inv_free(shoal_store_inv_t *inv)
     inv->input = NULL;
 }
 
-int shoal_store_get(shoal_store_t *s, const char *id, int with_input, shoal_store_inv_t *out)
+static int get_db(sqlite3 *db, const char *id, int with_input, shoal_store_inv_t *out)
 {
     sqlite3_stmt *st;
     int rc, err = -ENOENT;
 
-    rc = sqlite3_prepare_v3(s->rdb, "SELECT " INV_COLS ", input FROM invocations WHERE id = ?1", -1,
+    rc = sqlite3_prepare_v3(db, "SELECT " INV_COLS ", input FROM invocations WHERE id = ?1", -1,
                             SQLITE_PREPARE_PERSISTENT, &st, NULL);
     if (rc != SQLITE_OK)
         return db_errno(rc);
@@ -453,8 +561,8 @@ int shoal_store_get(shoal_store_t *s, const char *id, int with_input, shoal_stor
     return err;
 }
 
-int shoal_store_output(shoal_store_t *s, const char *id, int *state, void **data, size_t *len,
-                       char **headers)
+static int output_db(sqlite3 *db, const char *id, int *state, void **data, size_t *len,
+                     char **headers)
 {
     sqlite3_stmt *st;
     int rc, err = -ENOENT;
@@ -462,8 +570,8 @@ int shoal_store_output(shoal_store_t *s, const char *id, int *state, void **data
     *data = NULL;
     *len = 0;
     *headers = NULL;
-    rc = sqlite3_prepare_v2(s->rdb, "SELECT state, output, headers FROM invocations WHERE id = ?1",
-                            -1, &st, NULL);
+    rc = sqlite3_prepare_v2(db, "SELECT state, output, headers FROM invocations WHERE id = ?1", -1,
+                            &st, NULL);
     if (rc != SQLITE_OK)
         return db_errno(rc);
     sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
@@ -521,13 +629,12 @@ void shoal_store_inv_json(const shoal_store_inv_t *inv, shoal_json_t *j)
     shoal_json_lit(j, "}");
 }
 
-int shoal_store_list_json(shoal_store_t *s, const char *function, int state, uint32_t limit,
-                          shoal_json_t *j)
+static int list_db(sqlite3 *db, const char *function, int state, uint32_t limit, shoal_json_t *j)
 {
     sqlite3_stmt *st;
     int rc, first = 1, err = 0;
 
-    rc = sqlite3_prepare_v2(s->rdb,
+    rc = sqlite3_prepare_v2(db,
                             "SELECT " INV_COLS
                             " FROM invocations WHERE (?1 IS NULL OR function = ?1)"
                             " AND (?2 < 0 OR state = ?2) ORDER BY seq DESC LIMIT ?3",
@@ -552,6 +659,48 @@ int shoal_store_list_json(shoal_store_t *s, const char *function, int state, uin
     shoal_json_lit(j, "]}");
     sqlite3_finalize(st);
     return err;
+}
+
+int shoal_store_get(shoal_store_t *s, const char *id, int with_input, shoal_store_inv_t *out)
+{
+    return get_db(s->rdb, id, with_input, out);
+}
+
+int shoal_store_output(shoal_store_t *s, const char *id, int *state, void **data, size_t *len,
+                       char **headers)
+{
+    return output_db(s->rdb, id, state, data, len, headers);
+}
+
+int shoal_store_list_json(shoal_store_t *s, const char *function, int state, uint32_t limit,
+                          shoal_json_t *j)
+{
+    return list_db(s->rdb, function, state, limit, j);
+}
+
+/* On a reader thread. */
+static int run_read(sqlite3 *db, shoal_store_read_t *r)
+{
+    shoal_store_inv_t inv;
+    int err;
+
+    switch (r->kind) {
+    case SHOAL_STORE_READ_GET:
+        if ((err = get_db(db, r->id, 0, &inv)) < 0)
+            return err;
+        shoal_store_inv_json(&inv, &r->json);
+        shoal_store_inv_free(&inv);
+        return shoal_json_error(&r->json);
+    case SHOAL_STORE_READ_OUTPUT:
+        return output_db(db, r->id, &r->state, &r->data, &r->len, &r->headers);
+    case SHOAL_STORE_READ_LIST: {
+        const char *fn = r->function[0] ? r->function : NULL;
+        if ((err = list_db(db, fn, r->state, r->limit, &r->json)) < 0)
+            return err;
+        return shoal_json_error(&r->json);
+    }
+    }
+    return -EINVAL;
 }
 
 static int pending_row(sqlite3_stmt *st, void *elem)

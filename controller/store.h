@@ -9,8 +9,11 @@
  * negative errno. So an operation's callback never runs before its data is durable: the 202 of an
  * async invocation is sent from that callback.
  *
- * Reads (one invocation, a listing, an output, start-up loading) use a second connection on the
- * loop thread; in WAL mode they never wait for the writer and see every committed batch.
+ * Reads that answer HTTP requests (one invocation, its output, a listing) run on reader threads,
+ * each with its own connection (shoal_store_read), so the event loop never waits for SQLite:
+ * a listing of 1000 rows or a cold page cache delays only that request. Start-up loading and the
+ * synchronous getters use a further connection on the calling thread. In WAL mode readers never
+ * wait for the writer and see every committed batch.
  *
  * A final state is written with "... WHERE state IN (queued, running)", so a row reaches at most
  * one final state whatever happens around it; shoal_store_op_t.changed tells whether it did.
@@ -106,8 +109,9 @@ typedef struct shoal_store shoal_store_t;
 /* Opens <home>/events.db (creating it), starts the writer thread. window_us: group-commit
  * window (0: none). */
 int shoal_store_open(uv_loop_t *loop, const char *home, uint32_t window_us, shoal_store_t **out);
-/* Waits for every submitted op to be committed and its callback run, stops the writer and
- * closes. Runs the loop's pending callbacks itself, so call it when the loop is not running. */
+/* Waits for every submitted op to be committed and every read to be done, their callbacks run,
+ * stops the writer and the readers and closes. Runs the loop's pending callbacks itself, so call it
+ * when the loop is not running. */
 void shoal_store_close(shoal_store_t *s);
 /* Queues a write; its callback runs later on the loop thread (never inside this call). */
 void shoal_store_submit(shoal_store_t *s, shoal_store_op_t *op);
@@ -115,7 +119,9 @@ void shoal_store_submit(shoal_store_t *s, shoal_store_op_t *op);
 size_t shoal_store_pending(const shoal_store_t *s);
 void shoal_store_stats(shoal_store_t *s, shoal_store_stats_t *st);
 
-/* Reads one invocation (without input unless with_input); -ENOENT if unknown. */
+/* Synchronous reads on the calling thread (start-up, tests): they block it on SQLite, so the
+ * HTTP paths use shoal_store_read instead.
+ * Reads one invocation (without input unless with_input); -ENOENT if unknown. */
 int shoal_store_get(shoal_store_t *s, const char *id, int with_input, shoal_store_inv_t *out);
 /* The output, its headers JSON and error of a final invocation: malloc'd (NULL when none), or
  * -ENOENT. *state is its state. */
@@ -128,6 +134,37 @@ int shoal_store_list_json(shoal_store_t *s, const char *function, int state, uin
 void shoal_store_inv_json(const shoal_store_inv_t *inv, shoal_json_t *j);
 /* Every invocation not in a final state, oldest first, with input: malloc'd array. */
 int shoal_store_load_pending(shoal_store_t *s, shoal_store_inv_t **out, size_t *n);
+
+typedef enum {
+    SHOAL_STORE_READ_GET,    /* one invocation as JSON (shoal_store_inv_json) into json */
+    SHOAL_STORE_READ_OUTPUT, /* the output, headers and state of one invocation */
+    SHOAL_STORE_READ_LIST,   /* {"invocations":[...]} newest first into json */
+} shoal_store_read_kind_t;
+
+typedef struct shoal_store_read shoal_store_read_t;
+typedef void (*shoal_store_read_cb)(shoal_store_read_t *r, int err);
+
+/* One read, run on a reader thread. The submitter owns the struct until cb runs on the loop
+ * thread (err 0, -ENOENT for an unknown id, or another -errno); what the read produced (json,
+ * data, headers) belongs to the submitter then. Initialise json with shoal_json_init first. */
+struct shoal_store_read {
+    shoal_store_read_kind_t kind;
+    char id[33];       /* GET, OUTPUT */
+    char function[64]; /* LIST: "" for every function */
+    int state;         /* LIST: the state filter, -1 for any; OUTPUT: set to the state */
+    uint32_t limit;    /* LIST */
+    shoal_json_t json; /* GET, LIST: the answer */
+    void *data;        /* OUTPUT: malloc'd output (NULL when none) */
+    size_t len;
+    char *headers; /* OUTPUT: malloc'd headers JSON or NULL */
+    shoal_store_read_cb cb;
+    void *opaque;
+    shoal_store_read_t *next; /* private */
+    int err;                  /* private */
+};
+/* Queues a read for a reader thread; cb runs later on the loop thread (never inside this call).
+ * Loop thread only. */
+void shoal_store_read(shoal_store_t *s, shoal_store_read_t *r);
 
 typedef void (*shoal_store_trigger_fn)(void *opaque, const char *name, const char *doc,
                                        uint64_t fired_ms, uint64_t created_ms);

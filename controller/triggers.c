@@ -363,6 +363,30 @@ static int parse_doc(shoal_triggers_t *t, const char *name, const char *body, si
     } else {
         BAD(400, "type: must be one of http, timer, topic");
     }
+    /* A field the type does not use is refused rather than ignored: {"type":"timer","evry_ms":
+     * 1000,"cron":...} is a typo the client should hear about. Checked on a PUT only, like the
+     * size, so a stored document stays loadable. */
+    if (check_function) {
+        static const char *const fields[] = {[T_HTTP] = "function, type, path, methods",
+                                             [T_TIMER] = "function, type, every_ms, cron",
+                                             [T_TOPIC] = "function, type, topic"};
+        const char *key;
+        json_t *val;
+        json_object_foreach(root, key, val)
+        {
+            size_t kl = strlen(key);
+            int ok = strcmp(key, "function") == 0 || strcmp(key, "type") == 0;
+            if (g->type == T_HTTP)
+                ok |= strcmp(key, "path") == 0 || strcmp(key, "methods") == 0;
+            else if (g->type == T_TIMER)
+                ok |= strcmp(key, "every_ms") == 0 || strcmp(key, "cron") == 0;
+            else
+                ok |= strcmp(key, "topic") == 0;
+            if (!ok)
+                BAD(400, "%.*s%s: not a field of a %s trigger (its fields: %s)",
+                    (int)(kl > 64 ? 64 : kl), key, kl > 64 ? "..." : "", type, fields[g->type]);
+        }
+    }
     if (check_function) {
         shoal_fnent_t *fe = shoal_fntable_find(shoal_sched_functions(shoal_events_sched(t->ev)),
                                                g->function, strlen(g->function));
@@ -436,6 +460,14 @@ static void trig_json(const trig_t *g, shoal_json_t *j)
         shoal_json_lit(j, ",\"last_fired\":");
         if (g->fired_ms) {
             shoal_api_rfc3339(g->fired_ms, ts);
+            shoal_json_cstr(j, ts);
+        } else {
+            shoal_json_lit(j, "null");
+        }
+        /* The firing the timer is armed for: after a catch-up, the schedule's next point. */
+        shoal_json_lit(j, ",\"next_fire\":");
+        if (g->timer != NULL && g->due_ms) {
+            shoal_api_rfc3339(g->due_ms, ts);
             shoal_json_cstr(j, ts);
         } else {
             shoal_json_lit(j, "null");

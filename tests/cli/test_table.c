@@ -103,13 +103,68 @@ static void test_workers(void **state)
     free(s);
 }
 
+static void test_triggers(void **state)
+{
+    char *s;
+    (void)state;
+
+    s = view(
+        shoal_cli_view_triggers,
+        "{\"triggers\":[{\"name\":\"build\",\"function\":\"f\",\"type\":\"http\","
+        "\"path\":\"/hooks/build\",\"methods\":[\"POST\",\"PUT\"]},"
+        "{\"name\":\"any\",\"function\":\"f\",\"type\":\"http\",\"path\":\"/x\","
+        "\"methods\":[]},"
+        "{\"name\":\"tick\",\"function\":\"g\",\"type\":\"timer\",\"every_ms\":1000,"
+        "\"last_fired\":null,\"next_fire\":\"2026-11-24T10:00:01.000Z\"},"
+        "{\"name\":\"nightly\",\"function\":\"g\",\"type\":\"timer\",\"cron\":\"0 3 * * *\","
+        "\"last_fired\":\"2026-11-24T03:00:00.000Z\",\"next_fire\":\"2026-11-25T03:00:00.000Z\"},"
+        "{\"name\":\"up\",\"function\":\"h\",\"type\":\"topic\",\"topic\":\"uploads\"}]}");
+    assert_non_null(s);
+    assert_string_equal(s, "NAME     FUNCTION  TYPE   ON                     LAST_FIRED        "
+                           "        NEXT_FIRE\n"
+                           "build    f         http   POST,PUT /hooks/build  -                 "
+                           "        -\n"
+                           "any      f         http   * /x                   -                 "
+                           "        -\n"
+                           "tick     g         timer  every 1000ms           -                 "
+                           "        2026-11-24T10:00:01.000Z\n"
+                           "nightly  g         timer  cron 0 3 * * *         2026-11-24T03:00:0"
+                           "0.000Z  2026-11-25T03:00:00.000Z\n"
+                           "up       h         topic  topic uploads          -                 "
+                           "        -\n");
+    free(s);
+    assert_null(view(shoal_cli_view_triggers, "{\"functions\":[]}"));
+}
+
+static void test_invocations(void **state)
+{
+    char *s;
+    (void)state;
+
+    /* An error with a line break and an escape sequence stays on one printable line. */
+    s = view(shoal_cli_view_invocations,
+             "{\"invocations\":[{\"id\":\"0123456789abcdef0123456789abcdef\",\"function\":\"f\","
+             "\"state\":\"dead\",\"attempts\":3,\"created\":\"2026-11-24T10:00:00.000Z\","
+             "\"finished\":\"2026-11-24T10:00:01.000Z\",\"error\":\"crash:\\n\\u001b[2Jboom\"},"
+             "{\"id\":\"fedcba9876543210fedcba9876543210\",\"function\":\"g\",\"state\":\"queued\","
+             "\"attempts\":0,\"created\":\"2026-11-24T10:00:02.000Z\",\"finished\":null,"
+             "\"error\":null}]}");
+    assert_non_null(s);
+    assert_string_equal(s, "ID                                FUNCTION  STATE   ATTEMPTS  CREATED"
+                           "                   FINISHED                  ERROR\n"
+                           "0123456789abcdef0123456789abcdef  f         dead    3         "
+                           "2026-11-24T10:00:00.000Z  2026-11-24T10:00:01.000Z  crash: [2Jboom\n"
+                           "fedcba9876543210fedcba9876543210  g         queued  0         "
+                           "2026-11-24T10:00:02.000Z  -                         -\n");
+    free(s);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_layout),
-        cmocka_unit_test(test_empty),
-        cmocka_unit_test(test_functions),
-        cmocka_unit_test(test_workers),
+        cmocka_unit_test(test_layout),    cmocka_unit_test(test_empty),
+        cmocka_unit_test(test_functions), cmocka_unit_test(test_workers),
+        cmocka_unit_test(test_triggers),  cmocka_unit_test(test_invocations),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,7 +1,7 @@
 /*
  * Unit tests of controller/store.c: group-committed writes reach the database before their
  * callbacks run, a final state is written once, listing order and filters, pending rows survive
- * a reopen, prune, triggers and retries round trips.
+ * a reopen, prune, triggers and retries round trips, and reads on the reader threads.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -9,6 +9,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -221,11 +222,126 @@ static void test_triggers_and_retries(void **state)
     assert_int_equal(uv_loop_close(&loop), 0);
 }
 
+typedef struct {
+    int calls;
+    int errs[8];
+} rseen_t;
+
+static void on_read(shoal_store_read_t *r, int err)
+{
+    rseen_t *s = r->opaque;
+    s->errs[s->calls++] = err;
+}
+
+static void read_init(shoal_store_read_t *r, shoal_store_read_kind_t kind, const char *id,
+                      rseen_t *s)
+{
+    memset(r, 0, sizeof(*r));
+    r->kind = kind;
+    snprintf(r->id, sizeof(r->id), "%s", id ? id : "");
+    r->state = -1;
+    r->limit = 10;
+    shoal_json_init(&r->json);
+    r->cb = on_read;
+    r->opaque = s;
+}
+
+/* Reads on the reader threads see committed writes, answer on the loop thread (never inside the
+ * submitting call), report unknown ids, and every read queued before a close completes in it. */
+static void test_async_reads(void **state)
+{
+    uv_loop_t loop;
+    shoal_store_t *st;
+    seen_t s = {0};
+    rseen_t rs = {0};
+    shoal_store_op_t ins[3], fin;
+    shoal_store_read_t get, miss, out, lst, lst2;
+    static const char *const ids[] = {"00000000000000000000000000000001",
+                                      "00000000000000000000000000000002",
+                                      "00000000000000000000000000000003"};
+    (void)state;
+
+    uv_loop_init(&loop);
+    assert_int_equal(shoal_store_open(&loop, home, 0, &st), 0);
+    for (int i = 0; i < 3; i++) {
+        insert(&ins[i], ids[i], i == 1 ? "b" : "a", &s, 1000 + (uint64_t)i);
+        shoal_store_submit(st, &ins[i]);
+    }
+    memset(&fin, 0, sizeof(fin));
+    fin.kind = SHOAL_STORE_FINISH;
+    fin.id = ids[0];
+    fin.state = SHOAL_INV_SUCCEEDED;
+    fin.value = 1;
+    fin.finished_ms = 2000;
+    fin.data = "out!";
+    fin.len = 4;
+    fin.headers = "{\"content-type\":\"text/plain\"}";
+    fin.cb = on_done;
+    fin.opaque = &s;
+    shoal_store_submit(st, &fin);
+    run_until(&loop, &s, 4);
+
+    read_init(&get, SHOAL_STORE_READ_GET, ids[0], &rs);
+    read_init(&miss, SHOAL_STORE_READ_GET, "0000000000000000000000000000ffff", &rs);
+    read_init(&out, SHOAL_STORE_READ_OUTPUT, ids[0], &rs);
+    read_init(&lst, SHOAL_STORE_READ_LIST, NULL, &rs);
+    snprintf(lst.function, sizeof(lst.function), "a");
+    read_init(&lst2, SHOAL_STORE_READ_LIST, NULL, &rs);
+    lst2.state = SHOAL_INV_QUEUED;
+    shoal_store_read(st, &get);
+    shoal_store_read(st, &miss);
+    shoal_store_read(st, &out);
+    shoal_store_read(st, &lst);
+    shoal_store_read(st, &lst2);
+    assert_int_equal(rs.calls, 0);
+    for (int i = 0; i < 5000 && rs.calls < 5; i++)
+        uv_run(&loop, UV_RUN_ONCE);
+    assert_int_equal(rs.calls, 5);
+    assert_int_equal(rs.errs[0] + rs.errs[2] + rs.errs[3] + rs.errs[4] + rs.errs[1], -ENOENT);
+    assert_non_null(memmem(get.json.buf, get.json.len, "\"state\":\"succeeded\"", 19));
+    assert_non_null(memmem(get.json.buf, get.json.len, ids[0], 32));
+    assert_int_equal(out.state, SHOAL_INV_SUCCEEDED);
+    assert_int_equal(out.len, 4);
+    assert_memory_equal(out.data, "out!", 4);
+    assert_string_equal(out.headers, "{\"content-type\":\"text/plain\"}");
+    /* Function a: ids 3 then 1 (newest first); queued: 3 then 2. */
+    char *p3 = memmem(lst.json.buf, lst.json.len, ids[2], 32);
+    char *p1 = memmem(lst.json.buf, lst.json.len, ids[0], 32);
+    assert_true(p3 != NULL && p1 != NULL && p3 < p1);
+    assert_null(memmem(lst.json.buf, lst.json.len, ids[1], 32));
+    p3 = memmem(lst2.json.buf, lst2.json.len, ids[2], 32);
+    char *p2 = memmem(lst2.json.buf, lst2.json.len, ids[1], 32);
+    assert_true(p3 != NULL && p2 != NULL && p3 < p2);
+    assert_null(memmem(lst2.json.buf, lst2.json.len, ids[0], 32));
+    shoal_json_free(&get.json);
+    shoal_json_free(&miss.json);
+    shoal_json_free(&lst.json);
+    shoal_json_free(&lst2.json);
+    free(out.data);
+    free(out.headers);
+    shoal_json_free(&out.json);
+
+    /* Reads still queued at close are done in it, callbacks included. */
+    rs.calls = 0;
+    read_init(&get, SHOAL_STORE_READ_GET, ids[1], &rs);
+    read_init(&lst, SHOAL_STORE_READ_LIST, NULL, &rs);
+    shoal_store_read(st, &get);
+    shoal_store_read(st, &lst);
+    shoal_store_close(st);
+    assert_int_equal(rs.calls, 2);
+    assert_int_equal(rs.errs[0], 0);
+    assert_int_equal(rs.errs[1], 0);
+    shoal_json_free(&get.json);
+    shoal_json_free(&lst.json);
+    assert_int_equal(uv_loop_close(&loop), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_group_commit_and_states, setup, teardown),
         cmocka_unit_test_setup_teardown(test_triggers_and_retries, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_async_reads, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

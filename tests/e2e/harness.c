@@ -396,6 +396,7 @@ static size_t on_header(char *line, size_t size, size_t n, void *opaque)
     copy_header(r->retry_after, sizeof(r->retry_after), line, len, "retry-after:");
     copy_header(r->custom_header, sizeof(r->custom_header), line, len, "x-test:");
     copy_header(r->www_authenticate, sizeof(r->www_authenticate), line, len, "www-authenticate:");
+    copy_header(r->allow, sizeof(r->allow), line, len, "allow:");
     return len;
 }
 

@@ -48,6 +48,7 @@ typedef struct {
     char retry_after[32];
     char custom_header[128];    /* the value of the X-Test header, if any */
     char www_authenticate[128]; /* the WWW-Authenticate header, if any */
+    char allow[128];            /* the Allow header (of a 405), if any */
     double total_s;
 } http_resp_t;
 
