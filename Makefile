@@ -194,7 +194,7 @@ FUZZ_BUILD := build-fuzz
 FUZZ_CFLAGS = -std=c11 -D_GNU_SOURCE -DH2O_USE_LIBUV=1 -O1 -g -fsanitize=fuzzer,address,undefined \
 	-fno-sanitize-recover=all -I. -Iinclude $(PKG_CFLAGS)
 FUZZ_TARGETS := $(patsubst tests/fuzz/fuzz_%.c,%,$(wildcard tests/fuzz/fuzz_*.c))
-FUZZ_LINK_frame := transport/frame.c
+FUZZ_LINK_frame := transport/frame.c transport/invmeta.c
 FUZZ_LINK_elf := controller/elf.c
 FUZZ_LINK_ring := transport/ring.c transport/channel.c transport/arena.c common/util.c common/trace.c
 FUZZ_LIBS_ring := -lcrypto
@@ -204,6 +204,8 @@ FUZZ_LINK_peer := worker/peer.c transport/arena.c common/secret.c common/util.c 
 FUZZ_LIBS_peer := -luring -luv -lcrypto
 FUZZ_LINK_hcoll := transport/hcoll.c transport/coll.c transport/arena.c common/util.c common/trace.c
 FUZZ_LIBS_hcoll := -lcrypto
+FUZZ_LINK_link := transport/link.c common/util.c common/trace.c
+FUZZ_LIBS_link := -lcrypto
 
 fuzz: deps
 	@$(MAKE) --no-print-directory $(FUZZ_TARGETS:%=$(FUZZ_BUILD)/fuzz_%)

@@ -25,6 +25,7 @@ const char shoal_cli_usage[] =
     "  ls        list the deployed functions\n"
     "  rm        delete functions\n"
     "  workers   list the connected workers and their pools\n"
+    "  logs      show a function's recent log lines\n"
     "  result    show an async invocation; --wait for its output\n"
     "  invocations  list async invocations (--function F, --state S)\n"
     "  trigger   add, list and remove triggers (HTTP routes, timers, topics)\n"
@@ -49,7 +50,7 @@ static const shoal_cli_cmd_t *const commands[] = {
     &shoal_cli_cmd_up,      &shoal_cli_cmd_deploy,      &shoal_cli_cmd_invoke,
     &shoal_cli_cmd_ls,      &shoal_cli_cmd_rm,          &shoal_cli_cmd_workers,
     &shoal_cli_cmd_result,  &shoal_cli_cmd_invocations, &shoal_cli_cmd_trigger,
-    &shoal_cli_cmd_publish, &shoal_cli_cmd_help,
+    &shoal_cli_cmd_publish, &shoal_cli_cmd_logs,        &shoal_cli_cmd_help,
 };
 
 const shoal_cli_cmd_t *shoal_cli_find(const char *name)

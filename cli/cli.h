@@ -45,7 +45,8 @@ typedef struct {
 
 extern const shoal_cli_cmd_t shoal_cli_cmd_up, shoal_cli_cmd_deploy, shoal_cli_cmd_invoke,
     shoal_cli_cmd_ls, shoal_cli_cmd_rm, shoal_cli_cmd_workers, shoal_cli_cmd_help,
-    shoal_cli_cmd_result, shoal_cli_cmd_invocations, shoal_cli_cmd_trigger, shoal_cli_cmd_publish;
+    shoal_cli_cmd_result, shoal_cli_cmd_invocations, shoal_cli_cmd_trigger, shoal_cli_cmd_publish,
+    shoal_cli_cmd_logs;
 
 /* The command called name, or NULL. */
 const shoal_cli_cmd_t *shoal_cli_find(const char *name);

@@ -304,6 +304,56 @@ int shoal_api_parse_invoke_query(const char *q, size_t len, shoal_api_invoke_par
     return 0;
 }
 
+int shoal_api_parse_logs_query(const char *q, size_t len, shoal_api_logs_params_t *out, char *err,
+                               size_t errlen)
+{
+    shoal_api_param_t p;
+    size_t pos = 0, i;
+    unsigned seen = 0, bit;
+
+    memset(out, 0, sizeof(*out));
+    out->tail = 100;
+    while (shoal_api_query_next(q, len, &pos, &p)) {
+        if (key_is(&p, "tail"))
+            bit = 1;
+        else if (key_is(&p, "since"))
+            bit = 2;
+        else if (key_is(&p, "invocation"))
+            bit = 4;
+        else {
+            snprintf(err, errlen, "unknown parameter %.*s (logs take tail, since, invocation)",
+                     SHOWN(p.key, p.key_len));
+            return -EINVAL;
+        }
+        if (seen & bit) {
+            snprintf(err, errlen, "parameter %.*s given more than once", SHOWN(p.key, p.key_len));
+            return -EINVAL;
+        }
+        seen |= bit;
+        if (bit == 1) {
+            if (parse_range(&p, "tail", 1, 10000, &out->tail, err, errlen) < 0)
+                return -EINVAL;
+        } else if (bit == 2) {
+            if (p.val == NULL ||
+                shoal_util_parse_u64(p.val, p.val_len, 0, UINT64_MAX, &out->since) < 0) {
+                snprintf(err, errlen, "since must be a line's sequence number (an integer)");
+                return -EINVAL;
+            }
+        } else {
+            for (i = 0; p.val != NULL && i < p.val_len; i++)
+                if (!((p.val[i] >= '0' && p.val[i] <= '9') || (p.val[i] >= 'a' && p.val[i] <= 'f')))
+                    break;
+            if (p.val == NULL || p.val_len != 32 || i != p.val_len) {
+                snprintf(err, errlen, "invocation must be an invocation id (32 hex digits)");
+                return -EINVAL;
+            }
+            memcpy(out->invocation_id, p.val, 32);
+            out->invocation_id[32] = '\0';
+        }
+    }
+    return 0;
+}
+
 void shoal_api_idgen_init(shoal_api_idgen_t *g)
 {
     g->used = sizeof(g->pool);

@@ -90,6 +90,17 @@ typedef struct {
 int shoal_api_parse_invoke_query(const char *q, size_t len, shoal_api_invoke_params_t *p, char *err,
                                  size_t errlen);
 
+/* Parameters of GET /v1/functions/{name}/logs. */
+typedef struct {
+    uint32_t tail;          /* ?tail=N (1..10000), default 100: the last N matching lines */
+    uint64_t since;         /* ?since=SEQ: only lines after that sequence number; default 0 */
+    char invocation_id[33]; /* ?invocation=ID (32 hex digits): only its lines; "" for all */
+} shoal_api_logs_params_t;
+/* Parses a logs query; -EINVAL with a message naming the parameter in err for a malformed,
+ * out-of-range, repeated or unknown one. */
+int shoal_api_parse_logs_query(const char *q, size_t len, shoal_api_logs_params_t *p, char *err,
+                               size_t errlen);
+
 /* Invocation ids: 128 random bits as 32 lower-case hex digits. The generator reads getrandom(2)
  * in blocks so that an id costs no system call; use one per thread. */
 typedef struct {

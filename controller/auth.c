@@ -7,6 +7,9 @@
 #include <string.h>
 #include <strings.h>
 
+#include <openssl/crypto.h>
+#include <openssl/sha.h>
+
 #include "common/secret.h"
 
 static int token_char(unsigned char c)
@@ -41,8 +44,15 @@ int shoal_auth_parse_bearer(const char *value, size_t len, const char **tok, siz
     return 0;
 }
 
-shoal_auth_result_t shoal_auth_check(const char *token, const char *value, size_t len)
+void shoal_auth_key_init(shoal_auth_key_t *k, const char *token)
 {
+    k->len = strlen(token);
+    SHA256((const unsigned char *)token, k->len, k->digest);
+}
+
+shoal_auth_result_t shoal_auth_check_key(const shoal_auth_key_t *k, const char *value, size_t len)
+{
+    unsigned char d[32];
     const char *tok;
     size_t tok_len;
 
@@ -50,8 +60,19 @@ shoal_auth_result_t shoal_auth_check(const char *token, const char *value, size_
         return SHOAL_AUTH_MISSING;
     if (shoal_auth_parse_bearer(value, len, &tok, &tok_len) < 0)
         return SHOAL_AUTH_MALFORMED;
-    return shoal_secret_equal(tok, tok_len, token, strlen(token)) ? SHOAL_AUTH_OK
-                                                                  : SHOAL_AUTH_WRONG;
+    /* As shoal_secret_equal: digests of equal length make the time independent of where the
+     * tokens differ, and both are compared in full before the (public) lengths are. */
+    SHA256((const unsigned char *)tok, tok_len, d);
+    int same = (CRYPTO_memcmp(d, k->digest, sizeof(d)) == 0) & (tok_len == k->len);
+    return same ? SHOAL_AUTH_OK : SHOAL_AUTH_WRONG;
+}
+
+shoal_auth_result_t shoal_auth_check(const char *token, const char *value, size_t len)
+{
+    shoal_auth_key_t k;
+
+    shoal_auth_key_init(&k, token);
+    return shoal_auth_check_key(&k, value, len);
 }
 
 const char *shoal_auth_message(shoal_auth_result_t r)

@@ -29,6 +29,17 @@ int shoal_auth_parse_bearer(const char *value, size_t len, const char **tok, siz
  * comparison takes time independent of where the tokens differ. */
 shoal_auth_result_t shoal_auth_check(const char *token, const char *value, size_t len);
 
+/* The controller's token as it is compared: its SHA-256 digest and length, computed once
+ * (shoal_auth_key_init) so that a request costs one digest, of the token it presents. */
+typedef struct {
+    unsigned char digest[32];
+    size_t len;
+} shoal_auth_key_t;
+
+void shoal_auth_key_init(shoal_auth_key_t *k, const char *token);
+/* shoal_auth_check against a prepared key. */
+shoal_auth_result_t shoal_auth_check_key(const shoal_auth_key_t *k, const char *value, size_t len);
+
 /* A one-line message for a failed check, for the JSON error (never includes either token). */
 const char *shoal_auth_message(shoal_auth_result_t r);
 

@@ -1,9 +1,15 @@
 /*
  * conn - see conn.h.
  *
- * Memory: the shoal_conn_t embeds its uv_tcp_t and is freed in the handle's close callback.
- * libuv runs the callbacks of cancelled writes before that close callback, so a queued write
- * request may point back at its connection for its whole life.
+ * Memory: the shoal_conn_t embeds its uv_tcp_t and its uv_check_t and is freed once both
+ * handles' close callbacks ran. libuv runs the callbacks of cancelled writes before the TCP
+ * handle's close callback, so a queued write request may point back at its connection for its
+ * whole life.
+ *
+ * Corking: small frames (all but large artifacts) are copied into a per-connection buffer and
+ * sent by a check handle once per loop iteration, in one write: INVOKEs that h2o produced for
+ * several requests in one iteration cost the kernel one send and the worker one wakeup. A copy
+ * of a few hundred bytes of meta and a small input is far cheaper than a system call each.
  */
 #include "conn.h"
 
@@ -17,14 +23,23 @@
 
 #define READ_BUF 65536
 #define MAX_META_PIECES 6
+/* Frames up to this size are corked; the cork is flushed before it would grow beyond CORK_MAX. */
+#define CORK_FRAME_MAX (64u << 10)
+#define CORK_MAX (512u << 10)
 
 struct shoal_conn {
-    uv_tcp_t tcp; /* first: the handle pointer is the connection pointer */
+    uv_tcp_t tcp;         /* first: the handle pointer is the connection pointer */
+    uv_check_t check;     /* flushes the cork after the poll phase... */
+    uv_prepare_t prepare; /* ...or, for frames corked after it (close callbacks), before the next */
+    int open_handles;
     const shoal_conn_cbs_t *cbs;
     void *opaque;
     shoal_frame_reader_t *reader;
     int closing;
+    int write_err; /* a flush outside the check callback failed: reported from there */
     uint64_t last_rx;
+    uint8_t *cork;
+    size_t cork_len, cork_cap;
     char peer[64];
     char rbuf[READ_BUF];
 };
@@ -44,11 +59,14 @@ static void start_close(shoal_conn_t *c, int reason);
 
 static void on_closed(uv_handle_t *h)
 {
-    shoal_conn_t *c = (shoal_conn_t *)h;
+    shoal_conn_t *c = h->data;
     void (*released)(void *) = c->cbs->on_released;
     void *opaque = c->opaque;
 
+    if (--c->open_handles > 0)
+        return;
     shoal_frame_reader_destroy(c->reader);
+    free(c->cork);
     free(c);
     if (released)
         released(opaque);
@@ -61,6 +79,8 @@ static void start_close(shoal_conn_t *c, int reason)
     c->closing = 1;
     c->cbs->on_close(c, c->opaque, reason);
     uv_close((uv_handle_t *)&c->tcp, on_closed);
+    uv_close((uv_handle_t *)&c->check, on_closed);
+    uv_close((uv_handle_t *)&c->prepare, on_closed);
 }
 
 static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
@@ -83,13 +103,16 @@ static int frame_cb(void *opaque, const shoal_frame_hdr *hdr, const uint8_t *pay
     return c->closing ? -ECANCELED : 0;
 }
 
+_Static_assert(SHOAL_FRAME_VERSION == 2, "update decode_error's version message");
+
 static const char *decode_error(int err)
 {
     switch (err) {
     case -EPROTO:
         return "malformed frame header";
     case -EPROTONOSUPPORT:
-        return "unsupported protocol version";
+        /* The number matters to whoever reads the log on either side (asserted above). */
+        return "unsupported frame protocol version (this controller speaks version 2)";
     case -EMSGSIZE:
         return "frame too large";
     case -ENOMEM:
@@ -164,6 +187,10 @@ int shoal_conn_accept(uv_stream_t *server, uint32_t max_payload, const shoal_con
     c->last_rx = uv_now(server->loop);
     if ((err = uv_read_start((uv_stream_t *)&c->tcp, alloc_cb, read_cb)) < 0)
         goto fail;
+    uv_check_init(server->loop, &c->check);
+    uv_prepare_init(server->loop, &c->prepare);
+    c->tcp.data = c->check.data = c->prepare.data = c;
+    c->open_handles = 3;
     *out = c;
     return 0;
 fail:
@@ -185,6 +212,89 @@ static void write_cb(uv_write_t *req, int status)
         start_close(w->c, status);
     }
     free(w);
+}
+
+/* Queues what the socket did not take (skip bytes of the n buffers were written) as one copied
+ * write; 0 or -errno (then the stream is unusable if part of it was written). */
+static int queue_rest(shoal_conn_t *c, const uv_buf_t *bufs, unsigned n, size_t skip);
+
+static void arm_flush(shoal_conn_t *c);
+
+/* Sends the cork: one try_write, the rest queued. Errors are left for the check callback. */
+static void cork_flush(shoal_conn_t *c)
+{
+    size_t written = 0;
+    int err;
+
+    if (c->cork_len == 0 || c->closing)
+        return;
+    uv_buf_t b = uv_buf_init((char *)c->cork, (unsigned)c->cork_len);
+    if (c->tcp.write_queue_size == 0) {
+        int r = uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
+        if (r > 0)
+            written = (size_t)r;
+    }
+    if (written < c->cork_len && (err = queue_rest(c, &b, 1, written)) < 0) {
+        c->write_err = err;
+        arm_flush(c);
+    }
+    c->cork_len = 0;
+    /* A burst's buffer is not kept around. */
+    if (c->cork_cap > CORK_FRAME_MAX * 2) {
+        free(c->cork);
+        c->cork = NULL;
+        c->cork_cap = 0;
+    }
+}
+
+static void flush_now(shoal_conn_t *c)
+{
+    uv_check_stop(&c->check);
+    uv_prepare_stop(&c->prepare);
+    cork_flush(c);
+    if (c->write_err != 0 && !c->closing) {
+        SHOAL_WARN("worker connection %s: write failed: %s", c->peer, uv_strerror(c->write_err));
+        start_close(c, c->write_err);
+    }
+}
+
+static void on_check(uv_check_t *h)
+{
+    flush_now(h->data);
+}
+
+static void on_prepare(uv_prepare_t *h)
+{
+    flush_now(h->data);
+}
+
+static void arm_flush(shoal_conn_t *c)
+{
+    uv_check_start(&c->check, on_check);
+    uv_prepare_start(&c->prepare, on_prepare);
+}
+
+/* Appends a frame to the cork; -ENOMEM when it cannot grow. */
+static int cork_frame(shoal_conn_t *c, const uv_buf_t *bufs, unsigned n, size_t total)
+{
+    if (c->cork_len + total > CORK_MAX)
+        cork_flush(c);
+    if (c->cork_cap - c->cork_len < total) {
+        size_t cap = c->cork_cap ? c->cork_cap : 16384;
+        uint8_t *nb;
+        while (cap - c->cork_len < total)
+            cap *= 2;
+        if ((nb = realloc(c->cork, cap)) == NULL)
+            return -ENOMEM;
+        c->cork = nb;
+        c->cork_cap = cap;
+    }
+    for (unsigned i = 0; i < n; i++) {
+        memcpy(c->cork + c->cork_len, bufs[i].base, bufs[i].len);
+        c->cork_len += bufs[i].len;
+    }
+    arm_flush(c);
+    return 0;
 }
 
 int shoal_conn_send(shoal_conn_t *c, uint8_t type, uint32_t id, const uv_buf_t *meta,
@@ -218,6 +328,11 @@ int shoal_conn_send(shoal_conn_t *c, uint8_t type, uint32_t id, const uv_buf_t *
         err = -EMSGSIZE;
         goto fail;
     }
+    if (data_free == NULL && head_len + len <= CORK_FRAME_MAX &&
+        cork_frame(c, bufs, n, head_len + len) == 0)
+        return 0;
+    /* A large frame (or one that could not be corked) goes after what is corked. */
+    cork_flush(c);
     if (c->tcp.write_queue_size == 0) {
         int r = uv_try_write((uv_stream_t *)&c->tcp, bufs, n);
         /* Any error other than "would block" will surface again from uv_write below, through
@@ -282,10 +397,44 @@ fail:
     return err;
 }
 
+static int queue_rest(shoal_conn_t *c, const uv_buf_t *bufs, unsigned n, size_t skip)
+{
+    size_t total = 0, off = 0;
+    wreq_t *w;
+    int err;
+
+    for (unsigned i = 0; i < n; i++)
+        total += bufs[i].len;
+    if ((w = malloc(sizeof(*w) + (total - skip))) == NULL)
+        return -ENOMEM;
+    w->c = c;
+    w->owned = NULL;
+    w->owned_free = NULL;
+    w->copy_len = total - skip;
+    for (unsigned i = 0; i < n; i++) {
+        size_t blen = bufs[i].len;
+        if (skip >= blen) {
+            skip -= blen;
+            continue;
+        }
+        memcpy(w->copy + off, bufs[i].base + skip, blen - skip);
+        off += blen - skip;
+        skip = 0;
+    }
+    uv_buf_t out = uv_buf_init((char *)w->copy, (unsigned)w->copy_len);
+    if ((err = uv_write(&w->req, (uv_stream_t *)&c->tcp, &out, 1, write_cb)) < 0) {
+        free(w);
+        return err;
+    }
+    return 0;
+}
+
 void shoal_conn_close(shoal_conn_t *c, const char *msg)
 {
     if (c->closing)
         return;
+    /* Frames sent before the error go before it (best effort, as the error itself). */
+    cork_flush(c);
     if (msg != NULL && c->tcp.write_queue_size == 0) {
         /* Best effort, never blocking: if the socket cannot take it whole now, the peer learns
          * of the problem from the closed connection alone. */
@@ -313,7 +462,7 @@ void shoal_conn_set_max_payload(shoal_conn_t *c, uint32_t max_payload)
 
 size_t shoal_conn_queued(const shoal_conn_t *c)
 {
-    return c->tcp.write_queue_size;
+    return c->tcp.write_queue_size + c->cork_len;
 }
 
 const char *shoal_conn_peer(const shoal_conn_t *c)

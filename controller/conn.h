@@ -6,11 +6,14 @@
  * frames to on_frame (in place when a frame arrives within one read, so small frames cost no
  * copy); frames are bounded by max_payload before anything is allocated for them.
  *
- * Writing: shoal_conn_send builds the 20-byte prefix on the stack and, when nothing is queued,
- * writes prefix, meta pieces and data with one uv_try_write (one writev). Only what the socket
- * did not take is copied into a single heap block and queued with uv_write - except data the
- * caller hands over with a free function (large artifacts), which is queued without a copy. A
- * warm invocation therefore costs no allocation and one system call per frame.
+ * Writing: shoal_conn_send copies a frame of at most 64 KiB (prefix, meta pieces, data) into the
+ * connection's cork buffer, and a check handle sends the cork once per loop iteration with one
+ * uv_try_write: every INVOKE of an iteration shares one system call and one wakeup of the
+ * worker. Larger frames go after the cork at once: prefix, meta pieces and data with one
+ * uv_try_write (one writev). Only what the socket did not take is copied into a single heap block
+ * and queued with uv_write - except data the caller hands over with a free function (large
+ * artifacts), which is queued without a copy. A warm invocation therefore costs no allocation in
+ * the steady state and a share of one system call.
  *
  * Closing: whatever the cause (peer EOF, I/O error, a frame the owner rejects, or
  * shoal_conn_close), on_close runs exactly once, then the handle is closed and the memory freed
@@ -62,7 +65,7 @@ int shoal_conn_send(shoal_conn_t *c, uint8_t type, uint32_t id, const uv_buf_t *
  * call more than once and from inside on_frame. */
 void shoal_conn_close(shoal_conn_t *c, const char *msg);
 
-/* Bytes queued for writing that the kernel has not taken yet. */
+/* Bytes queued for writing (corked or in libuv's queue) that the kernel has not taken yet. */
 size_t shoal_conn_queued(const shoal_conn_t *c);
 /* The peer as "address:port". */
 const char *shoal_conn_peer(const shoal_conn_t *c);

@@ -17,6 +17,7 @@
 
 #include "common/trace.h"
 #include "common/util.h"
+#include "transport/invmeta.h"
 
 #define PUMP_MS 50
 #define PLATFORM_RETRIES 2
@@ -303,6 +304,29 @@ static char *error_text(const shoal_inv_result_t *res)
     return s;
 }
 
+/* The function's response headers (a transport/invmeta.h list) as the JSON object the store
+ * keeps; NULL when there are none. Later entries of a name win, as in the synchronous answer's
+ * JSON of old; names and values are filtered when they are served (evhttp.c). */
+static char *headers_json(const uint8_t *list, size_t len)
+{
+    json_t *o = len > 0 ? json_object() : NULL;
+    shoal_invmeta_kv_t kv;
+    size_t off = 0;
+    char *s = NULL, name[SHOAL_INVMETA_KEY_MAX + 1];
+
+    if (o == NULL)
+        return NULL;
+    while (shoal_invmeta_kv_next(list, len, &off, &kv) == 1) {
+        memcpy(name, kv.key, kv.key_len);
+        name[kv.key_len] = '\0';
+        json_object_set_new(o, name, json_stringn(kv.val, kv.val_len));
+    }
+    if (json_object_size(o) > 0)
+        s = json_dumps(o, JSON_COMPACT);
+    json_decref(o);
+    return s;
+}
+
 static void finish(ent_t *e, int state, char *error, void *output, size_t len, char *headers)
 {
     shoal_events_t *ev = e->ev;
@@ -354,9 +378,7 @@ static void on_result(void *opaque, const shoal_inv_result_t *res)
     }
     if (res->code == SHOAL_API_OK) {
         void *out = malloc(res->len ? res->len : 1);
-        char *hdrs = res->headers && json_object_size(res->headers) > 0
-                         ? json_dumps(res->headers, JSON_COMPACT)
-                         : NULL;
+        char *hdrs = headers_json(res->headers, res->headers_len);
         if (out != NULL && res->len)
             memcpy(out, res->data, res->len);
         if (out == NULL) {

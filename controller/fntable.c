@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "controller/api.h"
+#include "controller/logs.h"
 
 struct shoal_fntable {
     shoal_fnent_t **slots;
@@ -49,6 +50,7 @@ void shoal_fntable_destroy(shoal_fntable_t *t)
         return;
     for (size_t i = 0; i < t->n; i++) {
         shoal_json_free(&t->ents[i]->json);
+        shoal_logs_destroy(t->ents[i]->logs);
         free(t->ents[i]);
     }
     free(t->ents);
@@ -150,6 +152,11 @@ int shoal_fntable_apply(shoal_fntable_t *t, const shoal_fn_t *fn, int deleted, s
         t->live--;
     } else {
         return 0;
+    }
+    if (e->deleted) {
+        /* A name deployed again later starts with no logs of the deleted function's. */
+        shoal_logs_destroy(e->logs);
+        e->logs = NULL;
     }
     render(e);
     return 1;

@@ -24,12 +24,15 @@ typedef struct {
     shoal_json_t json; /* fn as the frames' function object (no times); empty for a tombstone */
     uint32_t inflight; /* invocations of this function dispatched to workers (scheduler's) */
     void *sched;       /* the scheduler's per-function state */
+    struct shoal_logs *logs; /* recent log lines (logs.h), made on the first; dropped with a
+                                delete */
 } shoal_fnent_t;
 
 typedef struct shoal_fntable shoal_fntable_t;
 
 shoal_fntable_t *shoal_fntable_create(void);
-/* Frees every entry (their json too). The scheduler must have released its `sched` data. */
+/* Frees every entry (their json and logs too). The scheduler must have released its `sched` data.
+ */
 void shoal_fntable_destroy(shoal_fntable_t *t);
 
 /* The entry for name[0..len) (live or tombstone), or NULL. */

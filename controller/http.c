@@ -27,7 +27,9 @@
 #include "common/util.h"
 #include "controller/auth.h"
 #include "controller/conn.h"
+#include "controller/logs.h"
 #include "controller/reply.h"
+#include "transport/invmeta.h"
 
 /* Bounds on what an invocation sees of its request's headers. */
 #define META_HEADERS_MAX 64
@@ -46,8 +48,9 @@ struct shoal_http {
     int listener_closed;
     unsigned conns; /* accepted sockets not yet closed */
     int shutdown;
-    shoal_json_t out;  /* answer bodies */
-    shoal_json_t meta; /* invoke metas */
+    shoal_json_t out;          /* answer bodies */
+    shoal_json_t meta;         /* invoke metas */
+    shoal_auth_key_t auth_key; /* o.token's digest, when there is a token */
 };
 
 typedef struct {
@@ -298,6 +301,83 @@ static void handle_get(shoal_http_t *h, h2o_req_t *req, const char *name)
     send_json(h, req, 200);
 }
 
+typedef struct {
+    shoal_json_t *j;
+    size_t n;
+    uint64_t last;
+} logs_out_t;
+
+static int log_line_json(void *opaque, const shoal_log_line_t *l)
+{
+    logs_out_t *o = opaque;
+    char when[32];
+
+    shoal_api_rfc3339(l->ts_ms, when);
+    if (o->n++ > 0)
+        shoal_json_lit(o->j, ",");
+    shoal_json_lit(o->j, "{\"seq\":");
+    shoal_json_u64(o->j, l->seq);
+    shoal_json_lit(o->j, ",\"time\":");
+    shoal_json_cstr(o->j, when);
+    shoal_json_lit(o->j, ",\"node\":");
+    shoal_json_cstr(o->j, l->node);
+    shoal_json_lit(o->j, ",\"invocation_id\":");
+    shoal_json_cstr(o->j, l->invocation_id);
+    if (l->rank >= 0) {
+        shoal_json_lit(o->j, ",\"rank\":");
+        shoal_json_i64(o->j, l->rank);
+    }
+    shoal_json_lit(o->j, ",\"text\":");
+    shoal_json_str(o->j, l->text, l->text_len);
+    shoal_json_lit(o->j, "}");
+    o->last = l->seq;
+    return 0;
+}
+
+/* GET /v1/functions/{name}/logs: the function's recent log lines (logs.h), oldest first, and
+ * "next", the sequence number to pass as ?since= to get only newer ones. */
+static void handle_logs(shoal_http_t *h, h2o_req_t *req, const char *seg, size_t seglen)
+{
+    char name[SHOAL_NAME_MAX + 1], err[160];
+    shoal_api_logs_params_t params;
+    shoal_fnent_t *e;
+    const char *q;
+    size_t qlen;
+    logs_out_t o = {.j = &h->out};
+
+    if (!take_name(seg, seglen, name)) {
+        send_error(h, req, SHOAL_API_BAD_NAME,
+                   H2O_STRLIT("function names are 1 to 63 characters: [a-z0-9][a-z0-9_-]*"), NULL,
+                   NULL);
+        return;
+    }
+    query_of(req, &q, &qlen);
+    if (shoal_api_parse_logs_query(q, qlen, &params, err, sizeof(err)) < 0) {
+        send_error(h, req, SHOAL_API_BAD_QUERY, err, strlen(err), NULL, NULL);
+        return;
+    }
+    e = shoal_fntable_find(shoal_sched_functions(h->o.sched), name, strlen(name));
+    if (e == NULL || e->deleted) {
+        send_errorf(h, req, SHOAL_API_NOT_FOUND, NULL, "function '%s' not found", name);
+        return;
+    }
+    o.last = params.since;
+    shoal_json_reset(&h->out);
+    shoal_json_lit(&h->out, "{\"function\":");
+    shoal_json_cstr(&h->out, name);
+    shoal_json_lit(&h->out, ",\"lines\":[");
+    if (e->logs != NULL)
+        shoal_logs_each(e->logs, params.since,
+                        params.invocation_id[0] ? params.invocation_id : NULL, params.tail,
+                        log_line_json, &o);
+    shoal_json_lit(&h->out, "],\"next\":");
+    shoal_json_u64(&h->out, o.last);
+    shoal_json_lit(&h->out, ",\"dropped\":");
+    shoal_json_u64(&h->out, e->logs != NULL ? shoal_logs_dropped(e->logs) : 0);
+    shoal_json_lit(&h->out, "}");
+    send_json(h, req, 200);
+}
+
 /* ---- deploy and delete -------------------------------------------------------------------- */
 
 /* Answers a finished deploy or delete (if its client is still there) and frees it. */
@@ -447,9 +527,9 @@ static shoal_auth_result_t check_token(shoal_http_t *h, h2o_req_t *req)
     if (h->o.token == NULL)
         return SHOAL_AUTH_OK;
     if (i < 0)
-        return shoal_auth_check(h->o.token, NULL, 0);
-    return shoal_auth_check(h->o.token, req->headers.entries[i].value.base,
-                            req->headers.entries[i].value.len);
+        return shoal_auth_check_key(&h->auth_key, NULL, 0);
+    return shoal_auth_check_key(&h->auth_key, req->headers.entries[i].value.base,
+                                req->headers.entries[i].value.len);
 }
 
 /* Whether req may go on; if not, it has been answered 401 or 403. */
@@ -508,10 +588,45 @@ static int show_auth(shoal_http_t *h, h2o_req_t *req, const shoal_fnent_t *fn)
                         req->headers.entries[i].value.len);
 }
 
+/* Where render_meta writes: a JSON object (how async invocations are stored, events.h) or, for
+ * a synchronous one, the binary key/value list INVOKE carries (sched.h meta_kv), which costs the
+ * controller no JSON and the worker no parser. */
+typedef struct {
+    shoal_json_t *j;
+    int kv;
+    unsigned n;
+} meta_out_t;
+
+static void meta_put(meta_out_t *o, const char *k, size_t klen, const char *v, size_t vlen)
+{
+    if (o->kv) {
+        shoal_sched_meta_put(o->j, k, klen, v, vlen);
+        return;
+    }
+    if (o->n++ > 0)
+        shoal_json_lit(o->j, ",");
+    else
+        shoal_json_lit(o->j, "{");
+    shoal_json_str(o->j, k, klen);
+    shoal_json_lit(o->j, ":");
+    shoal_json_str(o->j, v, vlen);
+}
+
+static void meta_end(meta_out_t *o)
+{
+    if (!o->kv) {
+        if (o->n > 0)
+            shoal_json_lit(o->j, "}");
+        else
+            shoal_json_lit(o->j, "{}");
+    }
+}
+
 /* Renders the invocation's meta: method, path, query, header:<name> (lower-case; repeated
  * headers joined with ", "; at most META_HEADERS_MAX names and META_HEADER_BYTES_MAX bytes),
- * invocation_id and function. The Authorization header is left out unless with_auth. */
-static void render_meta(shoal_json_t *j, h2o_req_t *req, const char *id, const char *name,
+ * and in JSON invocation_id and function (the worker adds those two itself). The Authorization
+ * header is left out unless with_auth. meta_end closes it. */
+static void render_meta(meta_out_t *o, h2o_req_t *req, const char *id, const char *name,
                         int with_auth)
 {
     const char *q;
@@ -520,12 +635,9 @@ static void render_meta(shoal_json_t *j, h2o_req_t *req, const char *id, const c
 
     query_of(req, &q, &qlen);
     plen = req->input.query_at != SIZE_MAX ? req->input.query_at : req->input.path.len;
-    shoal_json_lit(j, "{\"method\":");
-    shoal_json_str(j, req->method.base, req->method.len);
-    shoal_json_lit(j, ",\"path\":");
-    shoal_json_str(j, req->input.path.base, plen);
-    shoal_json_lit(j, ",\"query\":");
-    shoal_json_str(j, q, qlen);
+    meta_put(o, "method", 6, req->method.base, req->method.len);
+    meta_put(o, "path", 4, req->input.path.base, plen);
+    meta_put(o, "query", 5, q, qlen);
     for (size_t i = 0; i < req->headers.size && emitted < META_HEADERS_MAX; i++) {
         const h2o_header_t *hd = &req->headers.entries[i];
         size_t k, need = hd->name->len + hd->value.len;
@@ -542,16 +654,13 @@ static void render_meta(shoal_json_t *j, h2o_req_t *req, const char *id, const c
         memcpy(lname, "header:", 7);
         for (k = 0; k < hd->name->len; k++)
             lname[7 + k] = h2o_tolower(hd->name->base[k]);
-        shoal_json_lit(j, ",");
-        shoal_json_str(j, lname, 7 + hd->name->len);
-        shoal_json_lit(j, ":");
         /* Join later repetitions into one value, within the byte budget. */
         size_t vcount = 0;
         for (k = i; k < req->headers.size; k++)
             if (k == i || same_name(&req->headers.entries[k], hd))
                 vcount++;
         if (vcount == 1) {
-            shoal_json_str(j, hd->value.base, hd->value.len);
+            meta_put(o, lname, 7 + hd->name->len, hd->value.base, hd->value.len);
             bytes += need;
         } else {
             char joined[META_HEADER_BYTES_MAX];
@@ -570,16 +679,15 @@ static void render_meta(shoal_json_t *j, h2o_req_t *req, const char *id, const c
                 memcpy(joined + jl, o->value.base, o->value.len);
                 jl += o->value.len;
             }
-            shoal_json_str(j, joined, jl);
+            meta_put(o, lname, 7 + hd->name->len, joined, jl);
             bytes += hd->name->len + jl;
         }
         emitted++;
     }
-    shoal_json_lit(j, ",\"invocation_id\":\"");
-    shoal_json_raw(j, id, 32);
-    shoal_json_lit(j, "\",\"function\":");
-    shoal_json_cstr(j, name);
-    shoal_json_lit(j, "}");
+    if (!o->kv) {
+        meta_put(o, "invocation_id", 13, id, 32);
+        meta_put(o, "function", 8, name, strlen(name));
+    }
 }
 
 /* Whether a function may set this response header (lower-case name). */
@@ -614,17 +722,16 @@ static void send_output(h2o_req_t *req, const char *id, const shoal_inv_result_t
     size_t len = res->len;
 
     add_id_header(req, id);
-    if (res->headers != NULL) {
-        const char *key;
-        json_t *val;
-        json_object_foreach(res->headers, key, val)
-        {
-            size_t klen = strlen(key), vlen;
-            const char *v = json_string_value(val);
+    if (res->headers_len > 0) {
+        shoal_invmeta_kv_t kv;
+        size_t off = 0;
+        /* The list decoded whole (sched.c); names and values are the function's and are filtered
+         * here as they always were. */
+        while (count < RES_HEADERS_MAX &&
+               shoal_invmeta_kv_next(res->headers, res->headers_len, &off, &kv) == 1) {
+            const char *key = kv.key, *v = kv.val;
+            size_t klen = kv.key_len, vlen = kv.val_len;
             char *name;
-            if (v == NULL || count >= RES_HEADERS_MAX)
-                continue;
-            vlen = json_string_length(val);
             name = h2o_mem_alloc_pool(&req->pool, klen + 1);
             for (size_t i = 0; i < klen; i++)
                 name[i] = h2o_tolower(key[i]);
@@ -680,6 +787,7 @@ static int start_invoke(shoal_http_t *h, h2o_req_t *req, shoal_fnent_t *fn, cons
     r.id = id;
     r.meta = h->meta.buf;
     r.meta_len = h->meta.len;
+    r.meta_kv = 1;
     r.input = req->entity.base;
     r.input_len = req->entity.base ? req->entity.len : 0;
     r.group = group;
@@ -733,8 +841,10 @@ static void handle_invoke(shoal_http_t *h, h2o_req_t *req, const char *seg, size
         send_errorf(h, req, SHOAL_API_NOT_FOUND, id, "function '%s' not found", name);
         return;
     }
+    meta_out_t mo = {&h->meta, !params.async, 0};
     shoal_json_reset(&h->meta);
-    render_meta(&h->meta, req, id, name, show_auth(h, req, fn));
+    render_meta(&mo, req, id, name, show_auth(h, req, fn));
+    meta_end(&mo);
     if (shoal_json_error(&h->meta) < 0) {
         shoal_sched_count(h->o.sched, SHOAL_API_INTERNAL);
         send_error(h, req, SHOAL_API_INTERNAL, H2O_STRLIT("out of memory"), id, NULL);
@@ -796,13 +906,11 @@ static void invoke_route(shoal_http_t *h, h2o_req_t *req, const char *name, cons
         send_errorf(h, req, SHOAL_API_NOT_FOUND, id, "function '%s' not found", name);
         return;
     }
+    meta_out_t mo = {&h->meta, 1, 0};
     shoal_json_reset(&h->meta);
-    render_meta(&h->meta, req, id, name, show_auth(h, req, fn));
-    if (h->meta.len > 0)
-        h->meta.len--; /* reopen the object to name the trigger */
-    shoal_json_lit(&h->meta, ",\"trigger\":");
-    shoal_json_cstr(&h->meta, trigger);
-    shoal_json_lit(&h->meta, "}");
+    render_meta(&mo, req, id, name, show_auth(h, req, fn));
+    meta_put(&mo, "trigger", 7, trigger, strlen(trigger));
+    meta_end(&mo);
     if (shoal_json_error(&h->meta) < 0) {
         send_error(h, req, SHOAL_API_INTERNAL, H2O_STRLIT("out of memory"), id, NULL);
         return;
@@ -901,6 +1009,15 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
             handle_invoke(h, req, seg, seglen);
             return 0;
         }
+        if (path_is(&(h2o_iovec_t){(char *)slash, (size_t)(end - slash)}, "/logs")) {
+            if (!is_get(req)) {
+                send_error(h, req, SHOAL_API_METHOD_NOT_ALLOWED,
+                           H2O_STRLIT("logs allow GET and HEAD"), NULL, "GET, HEAD");
+                return 0;
+            }
+            handle_logs(h, req, seg, seglen);
+            return 0;
+        }
     }
     if (h->o.events != NULL) {
         char allow[256];
@@ -972,6 +1089,8 @@ int shoal_http_create(uv_loop_t *loop, const shoal_http_opts_t *o, shoal_http_t 
         return -ENOMEM;
     h->loop = loop;
     h->o = *o;
+    if (h->o.token != NULL)
+        shoal_auth_key_init(&h->auth_key, h->o.token);
     shoal_json_init(&h->out);
     shoal_json_init(&h->meta);
     h2o_config_init(&h->config);

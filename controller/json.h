@@ -41,8 +41,9 @@ int shoal_json_error(const shoal_json_t *j);
 
 /* Appends raw bytes (already valid JSON or a fragment of it). */
 void shoal_json_raw(shoal_json_t *j, const void *s, size_t n);
-/* Appends a string literal without strlen. */
-#define shoal_json_lit(j, s) shoal_json_raw((j), (s), sizeof(s) - 1)
+/* Appends a string literal without strlen. Only a literal: the "" s "" makes anything else (a
+ * pointer, whose sizeof is not its length, e.g. `c ? "," : "{"`) a compile error. */
+#define shoal_json_lit(j, s) shoal_json_raw((j), "" s "", sizeof(s) - 1)
 /* Appends a quoted, escaped JSON string of n bytes (see the UTF-8 rule above). */
 void shoal_json_str(shoal_json_t *j, const char *s, size_t n);
 /* Appends a quoted, escaped NUL-terminated string. */

@@ -29,6 +29,7 @@
 #include "controller/events.h"
 #include "controller/evhttp.h"
 #include "controller/http.h"
+#include "controller/logs.h"
 #include "controller/registry.h"
 #include "controller/sched.h"
 #include "controller/store.h"
@@ -56,6 +57,8 @@ static const char USAGE[] =
     "  --async-max N              async invocations accepted and not finished before 429\n"
     "                             (default 100000)\n"
     "  --async-concurrency N      async invocations running at once (default 32)\n"
+    "  --log-kib N                KiB of recent log lines kept in memory per function, for\n"
+    "                             GET /v1/functions/NAME/logs (default 256, 4..65536)\n"
     "  --token TOKEN              the API token clients send as \"Authorization: Bearer TOKEN\"\n"
     "                             (default: $SHOAL_TOKEN, else HOME/token, else a new random\n"
     "                             one written to HOME/token with mode 0600); a given token\n"
@@ -77,6 +80,7 @@ typedef struct {
     char home[PATH_MAX];
     uint64_t max_body;
     uint64_t queue_max;
+    uint64_t log_kib;
     uint64_t retention_s, async_max, async_concurrency;
     char token_arg[SHOAL_SECRET_MAX + 1], key_arg[SHOAL_SECRET_MAX + 1]; /* given, or "" */
     char token[SHOAL_SECRET_MAX + 1], cluster_key[SHOAL_SECRET_MAX + 1]; /* in use */
@@ -239,6 +243,7 @@ static int parse_options(int argc, char **argv, options_t *o)
 
     o->max_body = 64u << 20;
     o->queue_max = 1024;
+    o->log_kib = SHOAL_LOGS_DEFAULT_CAP / 1024;
     o->retention_s = 86400;
     o->async_max = 100000;
     o->async_concurrency = 32;
@@ -260,7 +265,7 @@ static int parse_options(int argc, char **argv, options_t *o)
             strcmp(flag, "--queue-max") != 0 && strcmp(flag, "--retention") != 0 &&
             strcmp(flag, "--async-max") != 0 && strcmp(flag, "--async-concurrency") != 0 &&
             strcmp(flag, "--token") != 0 && strcmp(flag, "--cluster-key") != 0 &&
-            strcmp(flag, "--redis") != 0)
+            strcmp(flag, "--redis") != 0 && strcmp(flag, "--log-kib") != 0)
             return usage_error("unknown option '%s'", a);
         if (eq != NULL)
             v = eq + 1;
@@ -295,6 +300,10 @@ static int parse_options(int argc, char **argv, options_t *o)
         } else if (strcmp(flag, "--queue-max") == 0) {
             if (shoal_util_parse_u64(v, strlen(v), 0, 524288, &o->queue_max) < 0)
                 return usage_error("--queue-max must be a number in 0..524288, not '%s'", v);
+        } else if (strcmp(flag, "--log-kib") == 0) {
+            if (shoal_util_parse_u64(v, strlen(v), SHOAL_LOGS_MIN_CAP / 1024,
+                                     SHOAL_LOGS_MAX_CAP / 1024, &o->log_kib) < 0)
+                return usage_error("--log-kib must be a number in 4..65536, not '%s'", v);
         } else if (strcmp(flag, "--retention") == 0) {
             if (shoal_util_parse_u64(v, strlen(v), 1, 10ull * 365 * 86400, &o->retention_s) < 0)
                 return usage_error("--retention must be a number of seconds in 1..315360000, "
@@ -490,6 +499,7 @@ int main(int argc, char **argv)
 
     shoal_sched_opts_t so = {
         .queue_max = (uint32_t)c.opt.queue_max,
+        .log_cap = (size_t)c.opt.log_kib * 1024,
         .max_payload = (uint32_t)(c.opt.max_body + (1u << 20)),
         .max_artifact = (size_t)c.opt.max_body,
         .max_body = c.opt.max_body,

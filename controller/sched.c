@@ -35,8 +35,10 @@
 #include "common/trace.h"
 #include "common/util.h"
 #include "controller/conn.h"
+#include "controller/logs.h"
 #include "transport/arena.h"
 #include "transport/frame.h"
+#include "transport/invmeta.h"
 
 #define INV_INDEX_BITS 20
 #define INV_INDEX_MASK ((1u << INV_INDEX_BITS) - 1)
@@ -132,7 +134,6 @@ struct shoal_inv {
     int out_status;
     uint8_t *out;
     size_t out_len;
-    json_t *out_headers;
     char *out_meta;
     size_t out_meta_len;
     uint32_t depth;
@@ -205,6 +206,7 @@ struct shoal_sched {
     shoal_json_t gmeta;       /* the "group" part of an INVOKE */
     shoal_json_t spread_meta; /* while a split group's parts are sent: the keys they share */
     shoal_conn_cbs_t conn_cbs;
+    uint64_t log_seq; /* the last log line's sequence number (logs.h) */
 };
 
 static void drain(shoal_sched_t *s);
@@ -355,8 +357,6 @@ static void inv_release(shoal_inv_t *inv)
     free(inv->out);
     inv->out = NULL;
     inv->out_len = 0;
-    json_decref(inv->out_headers);
-    inv->out_headers = NULL;
     free(inv->out_meta);
     inv->out_meta = NULL;
     shoal_json_trim(&inv->meta, 16384);
@@ -498,16 +498,18 @@ static void send_call_result(shoal_sched_t *s, uint32_t worker_id, uint32_t call
                         NULL);
         return;
     }
-    shoal_json_reset(&s->scratch);
-    shoal_json_lit(&s->scratch, "{\"ok\":false,\"kind\":");
-    shoal_json_cstr(&s->scratch, kind_of(res->code));
-    shoal_json_lit(&s->scratch, ",\"error\":");
-    shoal_json_str(&s->scratch, res->message ? res->message : "", res->message_len);
-    shoal_json_lit(&s->scratch, "}");
-    if (shoal_json_error(&s->scratch) < 0)
+    /* Our own messages never hold a NUL; the bound keeps the meta valid whatever they say. */
+    shoal_invmeta_result_t rm = {.kind = shoal_invmeta_kind_parse(kind_of(res->code)),
+                                 .error = res->message ? res->message : "",
+                                 .error_len = res->message ? res->message_len : 0};
+    uint8_t head[SHOAL_INVMETA_RESULT_FIXED];
+    if (rm.error_len > SHOAL_INVMETA_ERR_MAX)
+        rm.error_len = SHOAL_INVMETA_ERR_MAX;
+    if (shoal_invmeta_result_head(head, &rm) < 0)
         return;
-    meta = uv_buf_init(s->scratch.buf, (unsigned)s->scratch.len);
-    shoal_conn_send(w->conn, SHOAL_FRAME_CALL_RESULT, call_id, &meta, 1, NULL, 0, NULL);
+    uv_buf_t parts[2] = {uv_buf_init((char *)head, sizeof(head)),
+                         uv_buf_init((char *)rm.error, (unsigned)rm.error_len)};
+    shoal_conn_send(w->conn, SHOAL_FRAME_CALL_RESULT, call_id, parts, 2, NULL, 0, NULL);
 }
 
 static void complete(shoal_inv_t *inv, const shoal_inv_result_t *res);
@@ -543,7 +545,6 @@ static void part_done(shoal_inv_t *whole, uint32_t gen, uint32_t part,
                 memcpy(whole->out_meta, res->worker_meta, res->worker_meta_len);
                 whole->out_meta_len = res->worker_meta_len;
                 whole->out_status = res->status;
-                whole->out_headers = res->headers != NULL ? json_incref(res->headers) : NULL;
             } else if (!whole->fail_set) {
                 whole->fail_set = 1;
                 whole->fail_code = SHOAL_API_INTERNAL;
@@ -580,7 +581,13 @@ static void part_done(shoal_inv_t *whole, uint32_t gen, uint32_t part,
         fin.status = whole->out_status;
         fin.data = whole->out;
         fin.len = whole->out_len;
-        fin.headers = whole->out_headers;
+        shoal_invmeta_result_t rm;
+        /* The headers lie in the copied meta, which decoded once already. */
+        if (shoal_invmeta_result_decode((const uint8_t *)whole->out_meta, whole->out_meta_len,
+                                        &rm) == 0) {
+            fin.headers = rm.headers;
+            fin.headers_len = rm.headers_len;
+        }
         fin.worker_meta = whole->out_meta;
         fin.worker_meta_len = whole->out_meta_len;
     }
@@ -964,14 +971,14 @@ static int try_split(shoal_inv_t *inv, int queued)
     return split_dispatch(inv, nodes, nn, node_of);
 }
 
-/* Renders the tail of a group's INVOKE meta: ,"group":{...}} (the object's closing brace too).
- * The worker hosts every rank. */
+/* Renders a group's INVOKE extension (transport/invmeta.h): {"group":{...}}. The worker hosts
+ * every rank. */
 static int group_meta(shoal_sched_t *s, const shoal_inv_t *inv)
 {
     shoal_json_t *j = &s->gmeta;
 
     shoal_json_reset(j);
-    shoal_json_lit(j, ",\"group\":{\"id\":\"");
+    shoal_json_lit(j, "{\"group\":{\"id\":\"");
     shoal_json_raw(j, inv->id, 32);
     if (inv->parent != NULL) {
         /* A part of a group over several nodes: the whole group's size, this node's index and
@@ -1010,30 +1017,34 @@ static int dispatch(shoal_inv_t *inv, worker_t *w)
     placement_t *pl;
     uint64_t now = now_ms(s);
     uint64_t left = inv->deadline > now ? inv->deadline - now : 1;
-    uv_buf_t tail = uv_buf_init("}", 1);
-    char mid[160];
+    uint8_t head[SHOAL_INVMETA_INVOKE_HEAD_MAX];
+    shoal_invmeta_invoke_t m = {.function = fn->fn.name,
+                                .function_len = strlen(fn->fn.name),
+                                .id = inv->id,
+                                .id_len = 32,
+                                .version = (uint32_t)fn->fn.version,
+                                .timeout_ms = left < UINT32_MAX ? (uint32_t)left : UINT32_MAX,
+                                .depth = inv->depth,
+                                .kv_len = inv->meta.len};
     int n, err;
 
-    if (fn->json.len == 0)
-        return -ENOMEM;
     if (inv->group > 1 || inv->parent != NULL) {
         if (group_meta(s, inv) < 0)
             return -ENOMEM;
-        tail = uv_buf_init(s->gmeta.buf, (unsigned)s->gmeta.len);
+        m.ext_len = s->gmeta.len;
     }
+    /* The worker knows the function from WELCOME/FUNC, sent on this connection before: the INVOKE
+     * names it by name and version only. */
+    if ((n = shoal_invmeta_invoke_head(head, &m)) < 0)
+        return n;
     if ((pl = placement_get(fn, w)) == NULL)
         return -ENOMEM;
-    n = snprintf(mid, sizeof(mid),
-                 ",\"invocation_id\":\"%s\",\"timeout_ms\":%llu,\"depth\":%u,\"meta\":", inv->id,
-                 (unsigned long long)left, inv->depth);
-    uv_buf_t meta[5] = {
-        uv_buf_init("{\"fn\":", 6),
-        uv_buf_init(fn->json.buf, (unsigned)fn->json.len),
-        uv_buf_init(mid, (unsigned)n),
+    uv_buf_t meta[3] = {
+        uv_buf_init((char *)head, (unsigned)n),
         uv_buf_init(inv->meta.buf, (unsigned)inv->meta.len),
-        tail,
+        uv_buf_init(m.ext_len ? s->gmeta.buf : NULL, (unsigned)m.ext_len),
     };
-    if ((err = shoal_conn_send(w->conn, SHOAL_FRAME_INVOKE, dispatch_id(inv), meta, 5, inv->input,
+    if ((err = shoal_conn_send(w->conn, SHOAL_FRAME_INVOKE, dispatch_id(inv), meta, 3, inv->input,
                                inv->input_len, NULL)) < 0) {
         placement_maybe_free(pl);
         return err;
@@ -1215,6 +1226,42 @@ static void inv_timer_cb(uv_timer_t *t)
     arm_queued(inv);
 }
 
+/* Appends one request meta entry to an INVOKE's key/value list; entries that cannot be carried
+ * (a NUL inside, an oversized key) are left out, as the worker would drop them. */
+static void kv_append(shoal_json_t *j, const char *k, size_t klen, const char *v, size_t vlen)
+{
+    uint8_t hdr[SHOAL_INVMETA_KV_HDR];
+
+    if (memchr(k, '\0', klen) != NULL || memchr(v, '\0', vlen) != NULL ||
+        shoal_invmeta_kv_hdr(hdr, klen, vlen) < 0)
+        return;
+    shoal_json_raw(j, hdr, sizeof(hdr));
+    shoal_json_raw(j, k, klen);
+    shoal_json_raw(j, v, vlen);
+}
+
+/* Converts a JSON request meta (events and triggers store and pass them so) to the key/value
+ * list INVOKE carries. Not on the HTTP hot path, which renders the list directly. Strings only,
+ * as the worker always did; the worker names the invocation and the function itself. */
+static void meta_to_kv(shoal_json_t *out, const char *meta, size_t len)
+{
+    json_t *o = len > 0 ? json_loadb(meta, len, 0, NULL) : NULL, *v;
+    const char *k;
+
+    json_object_foreach(o, k, v)
+    {
+        if (!json_is_string(v) || strcmp(k, "invocation_id") == 0 || strcmp(k, "function") == 0)
+            continue;
+        kv_append(out, k, strlen(k), json_string_value(v), json_string_length(v));
+    }
+    json_decref(o);
+}
+
+void shoal_sched_meta_put(shoal_json_t *j, const char *k, size_t klen, const char *v, size_t vlen)
+{
+    kv_append(j, k, klen, v, vlen);
+}
+
 const char *shoal_sched_redis(const shoal_sched_t *s)
 {
     return s->o.redis;
@@ -1248,7 +1295,10 @@ int shoal_sched_invoke(shoal_sched_t *s, const shoal_inv_req_t *r, shoal_inv_t *
     memcpy(inv->id, r->id, 32);
     inv->id[32] = '\0';
     shoal_json_reset(&inv->meta);
-    shoal_json_raw(&inv->meta, r->meta, r->meta_len);
+    if (r->meta_kv)
+        shoal_json_raw(&inv->meta, r->meta, r->meta_len);
+    else
+        meta_to_kv(&inv->meta, r->meta, r->meta_len);
     if (shoal_json_error(&inv->meta) < 0) {
         inv_release(inv);
         return -ENOMEM;
@@ -1573,8 +1623,11 @@ static int on_hello(worker_t *w, const uint8_t *payload, size_t len)
         }
     }
     node = json_string_value(json_object_get(m, "node"));
-    if (get_uint(m, "protocol", 0, UINT32_MAX, 1, &protocol) < 0 || protocol != 1) {
-        snprintf(why, sizeof(why), "unsupported protocol (this controller speaks 1)");
+    /* The frame header carried our version already; "protocol" may only confirm it. */
+    if (get_uint(m, "protocol", 0, UINT32_MAX, SHOAL_FRAME_VERSION, &protocol) < 0 ||
+        protocol != SHOAL_FRAME_VERSION) {
+        snprintf(why, sizeof(why), "unsupported protocol (this controller speaks %d)",
+                 SHOAL_FRAME_VERSION);
         goto bad;
     }
     if (get_uint(m, "slots", 1, SLOTS_MAX, 0, &slots) < 0 || slots == 0) {
@@ -1644,33 +1697,33 @@ static shoal_api_err_t code_of_kind(const char *kind)
 static int on_result(worker_t *w, const shoal_frame_hdr *h, const uint8_t *payload)
 {
     shoal_inv_result_t res;
+    shoal_invmeta_result_t rm;
     const uint8_t *data;
     const char *raw;
     size_t dlen, raw_len;
-    json_t *m = parse_meta(payload, h->len, &data, &dlen, &raw, &raw_len);
     shoal_inv_t *inv;
+    char msg[96];
 
-    if (m == NULL) {
-        shoal_conn_close(w->conn, "RESULT meta is not a JSON object");
+    /* The worker is not trusted: the decoder checks every length, the message is NUL-free, and
+     * the headers are filtered again before they reach an HTTP answer (http.c). */
+    if (shoal_frame_split(payload, h->len, &raw, &raw_len, &data, &dlen) < 0 ||
+        shoal_invmeta_result_decode((const uint8_t *)raw, raw_len, &rm) < 0) {
+        shoal_conn_close(w->conn, "malformed RESULT meta");
         return 0;
     }
     if ((inv = inv_by_dispatch_id(w->s, h->id, w)) == NULL) {
         /* The backstop timer answered it already; the worker was merely late. */
         SHOAL_DEBUG("worker %s: RESULT for unknown dispatch id %u", w->node, h->id);
-        json_decref(m);
         return 0;
     }
-    const char *kind = json_string_value(json_object_get(m, "kind"));
-    if (!json_is_true(json_object_get(m, "ok")) && kind != NULL && strcmp(kind, "overload") == 0 &&
-        inv->parent == NULL && inv->requeues < MAX_REQUEUES &&
-        (inv->input != NULL || inv->input_len == 0) && now_ms(w->s) < inv->deadline &&
-        !w->s->shutdown) {
+    if (!rm.ok && rm.kind == SHOAL_KIND_OVERLOAD && inv->parent == NULL &&
+        inv->requeues < MAX_REQUEUES && (inv->input != NULL || inv->input_len == 0) &&
+        now_ms(w->s) < inv->deadline && !w->s->shutdown) {
         /* Its instances are momentarily all taken (our count and its own can briefly differ):
          * give it nothing more until it answers something else or reports its status. */
         w->saturated = 1;
         SHOAL_DEBUG("worker %s is full; invocation %s goes back in the queue", w->node, inv->id);
         requeue(inv);
-        json_decref(m);
         drain(w->s);
         return 0;
     }
@@ -1678,38 +1731,30 @@ static int on_result(worker_t *w, const shoal_frame_hdr *h, const uint8_t *paylo
     memset(&res, 0, sizeof(res));
     res.worker_meta = raw;
     res.worker_meta_len = raw_len;
-    if (json_is_true(json_object_get(m, "ok"))) {
-        json_t *st = json_object_get(m, "status");
-        json_t *hd = json_object_get(m, "headers");
+    if (rm.ok) {
         res.code = SHOAL_API_OK;
-        res.status = 200;
-        if (json_is_integer(st) && json_integer_value(st) >= 200 && json_integer_value(st) <= 599)
-            res.status = (int)json_integer_value(st);
-        res.headers = json_is_object(hd) ? hd : NULL;
+        res.status = rm.status >= 200 && rm.status <= 599 ? (int)rm.status : 200;
+        res.headers = rm.headers;
+        res.headers_len = rm.headers_len;
         res.data = data;
         res.len = dlen;
     } else {
-        const char *err = json_string_value(json_object_get(m, "error"));
-        char msg[96];
-        res.code = code_of_kind(kind);
+        res.code = code_of_kind(shoal_invmeta_kind_name(rm.kind));
         res.status = shoal_api_err_status(res.code);
-        if (err == NULL || err[0] == '\0') {
+        res.message = rm.error;
+        res.message_len = rm.error_len;
+        if (rm.error_len == 0) {
             if (res.code == SHOAL_API_TIMEOUT)
                 snprintf(msg, sizeof(msg), "function exceeded its timeout of %u ms",
                          inv->timeout_ms);
             else
-                snprintf(msg, sizeof(msg), "the invocation failed (%s)", kind ? kind : "no kind");
-            err = msg;
+                snprintf(msg, sizeof(msg), "the invocation failed (%s)",
+                         shoal_invmeta_kind_name(rm.kind));
+            res.message = msg;
+            res.message_len = strlen(msg);
         }
-        res.message = err;
-        res.message_len = strlen(err);
-        /* msg lives in this block: answer before it ends. */
-        complete(inv, &res);
-        json_decref(m);
-        return 0;
     }
     complete(inv, &res);
-    json_decref(m);
     return 0;
 }
 
@@ -1979,6 +2024,73 @@ static int on_status(worker_t *w, const shoal_frame_hdr *h, const uint8_t *paylo
     return 0;
 }
 
+/* A function's log line is kept only if its invocation id is what we hand out (hex) or empty:
+ * it goes into JSON and terminals later. */
+static int log_id_ok(const char *id, size_t len)
+{
+    if (len > SHOAL_LOGS_ID_MAX)
+        return 0;
+    for (size_t i = 0; i < len; i++)
+        if (!((id[i] >= '0' && id[i] <= '9') || (id[i] >= 'a' && id[i] <= 'f')))
+            return 0;
+    return 1;
+}
+
+/* LOG: functions' log records, split into lines and kept with their functions (logs.h). Lines
+ * of functions that no longer exist are dropped; a malformed record is a protocol error. */
+static int on_log(worker_t *w, const shoal_frame_hdr *h, const uint8_t *payload)
+{
+    shoal_sched_t *s = w->s;
+    const uint8_t *data;
+    size_t dlen, off = 0;
+    json_t *m = parse_meta(payload, h->len, &data, &dlen, NULL, NULL);
+    shoal_frame_log_rec_t rec;
+    uint64_t dropped;
+    char id[SHOAL_LOGS_ID_MAX + 1];
+    int r;
+
+    if (m == NULL || dlen > SHOAL_FRAME_LOG_MAX) {
+        json_decref(m);
+        shoal_conn_close(w->conn, "malformed LOG frame");
+        return 0;
+    }
+    if (get_uint(m, "dropped", 0, UINT64_MAX, 0, &dropped) == 0 && dropped > 0)
+        SHOAL_WARN("worker %s dropped %llu bytes of function logs (its queue to us was full)",
+                   w->node, (unsigned long long)dropped);
+    json_decref(m);
+    while ((r = shoal_frame_log_next(data, dlen, &off, &rec)) > 0) {
+        shoal_fnent_t *e = shoal_fntable_find(s->fns, rec.function, rec.function_len);
+        shoal_log_line_t line = {.ts_ms = rec.ts_ms,
+                                 .rank = rec.rank < 0 ? -1 : rec.rank,
+                                 .invocation_id = id,
+                                 .node = w->node};
+        const char *p = rec.text, *end = rec.text + rec.text_len;
+
+        if (!log_id_ok(rec.invocation_id, rec.invocation_id_len)) {
+            shoal_conn_close(w->conn, "LOG record with a malformed invocation id");
+            return 0;
+        }
+        if (e == NULL || e->deleted)
+            continue;
+        if (e->logs == NULL && (e->logs = shoal_logs_create(
+                                    s->o.log_cap ? s->o.log_cap : SHOAL_LOGS_DEFAULT_CAP)) == NULL)
+            continue;
+        memcpy(id, rec.invocation_id, rec.invocation_id_len);
+        id[rec.invocation_id_len] = '\0';
+        while (p < end) {
+            const char *nl = memchr(p, '\n', (size_t)(end - p));
+            line.text = p;
+            line.text_len = (size_t)((nl ? nl : end) - p);
+            line.seq = ++s->log_seq;
+            shoal_logs_add(e->logs, &line);
+            p = nl ? nl + 1 : end;
+        }
+    }
+    if (r < 0)
+        shoal_conn_close(w->conn, "truncated LOG record");
+    return 0;
+}
+
 static int on_frame(shoal_conn_t *c, void *opaque, const shoal_frame_hdr *h, const uint8_t *payload)
 {
     worker_t *w = opaque;
@@ -2010,6 +2122,8 @@ static int on_frame(shoal_conn_t *c, void *opaque, const shoal_frame_hdr *h, con
         return on_call(w, h, payload);
     case SHOAL_FRAME_STATUS:
         return on_status(w, h, payload);
+    case SHOAL_FRAME_LOG:
+        return on_log(w, h, payload);
     case SHOAL_FRAME_ERROR: {
         const uint8_t *data;
         size_t dlen;
@@ -2177,6 +2291,10 @@ int shoal_sched_create(uv_loop_t *loop, const shoal_sched_opts_t *o, shoal_sched
         return -ENOMEM;
     }
     shoal_api_idgen_init(&s->idgen);
+    /* Log sequence numbers keep increasing across restarts (logs.h): a reader following with
+     * ?since= sees the new controller's lines. 2^20 lines per ms of uptime before they could
+     * overtake a later start. */
+    s->log_seq = shoal_util_wall_ms() << 20;
     shoal_json_init(&s->scratch);
     shoal_json_init(&s->gmeta);
     shoal_json_init(&s->spread_meta);

@@ -54,13 +54,14 @@
  *
  * Deploys. shoal_sched_publish updates the table and sends FUNC to every ready worker; its
  * callback runs once all of them acknowledged (or were disconnected for not doing so), so that the
- * HTTP answer to a deploy comes after every worker knows the new version. INVOKE frames carry the
- * function object as well, so a worker can never run a version other than the one scheduled.
+ * HTTP answer to a deploy comes after every worker knows the new version. INVOKE frames name the
+ * version (transport/invmeta.h), so a worker can never run a version other than the one
+ * scheduled; FUNC precedes them on the same connection, so the worker's table has it.
  *
  * Costs. Invocation records are pooled with their timers and meta buffers, dispatch ids index the
  * pool directly (index plus a generation), and frames go out through conn.h's single-writev
- * path: a warm invocation allocates nothing in the steady state except what jansson needs to
- * parse the RESULT meta.
+ * path; INVOKE and RESULT metas are binary (transport/invmeta.h): a warm invocation allocates
+ * nothing and parses no JSON in the steady state.
  *
  * Everything here runs on the loop thread.
  */
@@ -101,6 +102,8 @@ typedef struct {
                                    (unit tests only) */
     const char *redis;          /* --redis as "IP:PORT" (resolved), or NULL: groups may ask for
                                    ?transport=redis only with it; must outlive the scheduler */
+    size_t log_cap;             /* bytes of log lines kept per function (logs.h); 0 means
+                                   SHOAL_LOGS_DEFAULT_CAP */
 } shoal_sched_opts_t;
 
 /* How an invocation ended, for its callback. Pointers are valid during the callback only. */
@@ -111,7 +114,8 @@ typedef struct {
     size_t message_len;
     const uint8_t *data; /* the function's output when ok */
     size_t len;
-    json_t *headers;         /* the function's response headers object when ok, or NULL */
+    const uint8_t *headers;  /* the function's response headers when ok: a key/value list of */
+    size_t headers_len;      /* names and values (transport/invmeta.h), unfiltered */
     const char *worker_meta; /* the worker's RESULT meta verbatim, NULL for our own errors */
     size_t worker_meta_len;
 } shoal_inv_result_t;
@@ -121,8 +125,9 @@ typedef void (*shoal_inv_cb)(void *opaque, const shoal_inv_result_t *res);
 typedef struct {
     shoal_fnent_t *fn; /* a live entry of shoal_sched_functions() */
     const char *id;    /* invocation id, 32 hex digits */
-    const char *meta;  /* the INVOKE "meta" object (JSON); copied */
-    size_t meta_len;
+    const char *meta;  /* the request meta, copied: a JSON object of strings, or with meta_kv a */
+    size_t meta_len;   /* transport/invmeta.h key/value list, as INVOKE carries it */
+    int meta_kv;
     const void *input; /* borrowed: must stay valid until the callback or shoal_sched_cancel */
     size_t input_len;
     uint32_t depth;      /* shoal_call nesting; 0 for HTTP */
@@ -144,6 +149,11 @@ typedef struct {
     uint32_t functions;                    /* live functions */
     uint64_t results[SHOAL_API_ERR_COUNT]; /* invocations answered, by outcome */
 } shoal_sched_stats_t;
+
+/* Appends one entry (key klen bytes, value vlen bytes) to a request meta key/value list as
+ * shoal_inv_req_t.meta with meta_kv carries it (transport/invmeta.h); an entry holding a NUL or an
+ * oversized key is left out. Any thread; j is the caller's. */
+void shoal_sched_meta_put(shoal_json_t *j, const char *k, size_t klen, const char *v, size_t vlen);
 
 /* Creates a scheduler on loop with an empty function table. */
 int shoal_sched_create(uv_loop_t *loop, const shoal_sched_opts_t *o, shoal_sched_t **out);

@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "common/util.h"
+#include "runtime/link.h"
 
 #define ALIGN64(x) (((uint64_t)(x) + 63u) & ~(uint64_t)63u)
 
@@ -37,6 +38,7 @@ void shoal_rt_init(shoal_rt_ctx *ctx, shoal_channel_t *ch, int ctl_fd)
         env_ns("SHOAL_SPIN_IDLE_NS",
                sysconf(_SC_NPROCESSORS_ONLN) > SHOAL_RT_SPIN_MIN_CPUS ? SHOAL_RT_SPIN_IDLE_NS : 0);
     ctx->spin_call_ns = env_ns("SHOAL_SPIN_CALL_NS", SHOAL_RT_SPIN_CALL_NS);
+    ctx->spin_link_ns = env_ns("SHOAL_SPIN_LINK_NS", SHOAL_RT_SPIN_LINK_NS);
 }
 
 static void free_list(shoal_rt_selfmsg_t *m)
@@ -187,6 +189,8 @@ int shoal_rt_run(shoal_rt_ctx *ctx, shoal_main_fn fn, const shoal_msg_invoke_t *
         rc = fn(ctx);
         group_leave(ctx, rc != 0 || ctx->too_large != 0);
     }
+    /* The worker ends their leases when it sees our DONE. */
+    shoal_rt_link_drop_calls(ctx);
 
     memset(&done, 0, sizeof(done));
     done.seq = ctx->seq;
@@ -211,6 +215,11 @@ int shoal_rt_serve(shoal_rt_ctx *ctx, shoal_main_fn fn)
     int r;
 
     for (;;) {
+        /* Leased to a caller (runtime/link.h): serve its direct calls until a record comes. */
+        if (shoal_rt_link_leased(ctx) && (r = shoal_rt_link_serve(ctx, fn)) < 0)
+            return r;
+        if (shoal_rt_link_leased(ctx) && !shoal_ring_readable(&ctx->ch->rx))
+            continue;
         shoal_channel_wait_down(ctx->ch, ctx->spin_idle_ns);
         if ((r = shoal_channel_recv(ctx->ch, &rec, ctx->rxbuf, sizeof(ctx->rxbuf))) < 0)
             return r;
@@ -219,6 +228,11 @@ int shoal_rt_serve(shoal_rt_ctx *ctx, shoal_main_fn fn)
         /* The answer to a cross-node transfer a rank gave up on (runtime/net.c): nobody waits. */
         if (rec.type == SHOAL_MSG_XDONE)
             continue;
+        if (rec.type == SHOAL_MSG_LINK || rec.type == SHOAL_MSG_UNLINK) {
+            if ((r = shoal_rt_link_record(ctx, rec.type, ctx->rxbuf, rec.len)) < 0)
+                return r;
+            continue;
+        }
         if (rec.type != SHOAL_MSG_INVOKE || rec.len != sizeof(inv))
             return -EPROTO;
         memcpy(&inv, ctx->rxbuf, sizeof(inv));
@@ -419,6 +433,8 @@ int shoal_rt_call(shoal_rt_ctx *ctx, const char *function, uint32_t group, const
     size_t nlen;
     int r;
 
+    if (out != NULL) /* shoal.h: on failure *out is the error message, empty when there is none */
+        *out = (shoal_buf){NULL, 0};
     if (function == NULL || out == NULL || (in == NULL && len > 0))
         return -EINVAL;
     nlen = strlen(function);
@@ -426,6 +442,9 @@ int shoal_rt_call(shoal_rt_ctx *ctx, const char *function, uint32_t group, const
         return -EINVAL;
     if (len > lay->body_max)
         return -EFBIG;
+    /* A leased callee of this function: straight to it (runtime/link.h). */
+    if (group == 0 && (r = shoal_rt_link_call(ctx, function, in, len, out)) != -EAGAIN)
+        return r;
     memset(&call, 0, sizeof(call));
     call.seq = ++ctx->call_seq;
     call.in_off = ALIGN64(ctx->call_bump);
@@ -455,6 +474,13 @@ int shoal_rt_call(shoal_rt_ctx *ctx, const char *function, uint32_t group, const
             return r;
         if (r == 0 || rec.type == SHOAL_MSG_XDONE) /* XDONE: see shoal_rt_serve */
             continue;
+        /* LINK: the worker leases us this call's callee; UNLINK: our own lease ends once the
+         * direct call we are running (which made this call) returns. */
+        if (rec.type == SHOAL_MSG_LINK || rec.type == SHOAL_MSG_UNLINK) {
+            if ((r = shoal_rt_link_record(ctx, rec.type, ctx->rxbuf, rec.len)) < 0)
+                return r;
+            continue;
+        }
         if (rec.type != SHOAL_MSG_CALL_DONE || rec.len < sizeof(done))
             return -EPROTO;
         memcpy(&done, ctx->rxbuf, sizeof(done));

@@ -9,7 +9,8 @@
  * implements the collectives over it) and leaves it once shoal_main returned. Everything handed
  * to the function (input, meta strings, shoal_call results, collective buffers) stays valid until
  * shoal_main returns; per-invocation heap memory is freed when the next invocation starts or the
- * process ends.
+ * process ends. An instance the worker leased to a caller serves that caller's direct calls from
+ * a link until the lease ends (runtime/link.h).
  */
 #ifndef SHOAL_RUNTIME_RUNTIME_H
 #define SHOAL_RUNTIME_RUNTIME_H
@@ -24,6 +25,7 @@
 #include "runtime/net.h"
 
 typedef int (*shoal_main_fn)(shoal_ctx *ctx);
+typedef struct shoal_rt_links shoal_rt_links_t;
 
 /* A message sent to oneself with shoal_send (rank 0 of a group of 1). */
 typedef struct shoal_rt_selfmsg {
@@ -37,6 +39,7 @@ struct shoal_ctx {
     int ctl_fd;
     uint64_t spin_idle_ns; /* spin before sleeping: waiting for the next invocation */
     uint64_t spin_call_ns; /* ... and waiting for a shoal_call's answer */
+    uint64_t spin_link_ns; /* ... and leased, waiting for a direct call (runtime/link.h) */
     /* the invocation */
     uint64_t seq;
     const char *meta; /* key/value blob in the meta area */
@@ -63,6 +66,9 @@ struct shoal_ctx {
     /* a group spread over several nodes: the hierarchical engine over coll (NULL otherwise, and
      * always on one node, which keeps that path as it is) */
     shoal_rt_net_t *net;
+    /* direct links (runtime/link.h): this invocation's to leased callees, and our own lease
+     * when we are one; NULL until the worker first sends a LINK */
+    struct shoal_rt_links *links;
     /* collectives at size 1 */
     shoal_rt_selfmsg_t *selfq_head, *selfq_tail;
     shoal_rt_selfmsg_t *selfq_done; /* received, kept until the invocation ends */

@@ -92,6 +92,7 @@ ${urlnote}${homenote}  cc -shared -fPIC -I include examples/hello/hello.c -o hel
   echo -n hi | shoal invoke hello        # or: curl $auth --data-binary hi $api/v1/functions/hello/invoke
   echo -n fish | shoal invoke chain      # shoal_call: upper, then hello
   shoal ls ; shoal workers ; shoal rm hello
+  shoal logs wordcount -f                # what functions shoal_log (Ctrl-C stops following)
   examples/video/fetch-sample.sh          # a real 720p clip, then encode it with a group of 2:
   curl -s $auth --data-binary @examples/video/cockatoo.mp4 -o abr.tar "$api/v1/functions/video-abr/invoke?group=2"
   examples/wordcount/fetch-text.sh /tmp/fortunes.txt   # a real text, then count its words with 4 ranks:

@@ -447,6 +447,15 @@ int shoal_channel_decode_up(const shoal_channel_layout_t *lay, uint16_t type, co
             x->off = x->len = 0; /* ignored, as channel.h says */
         return 0;
     }
+    case SHOAL_MSG_UNLINKED: {
+        shoal_msg_unlink_t *u = &m->u.unlink;
+        if (len != sizeof(*u))
+            return -EPROTO;
+        memcpy(u, p, sizeof(*u));
+        if ((u->flags & ~SHOAL_UNLINKED_VIOLATION) != 0 || u->pad != 0)
+            return -EPROTO;
+        return 0;
+    }
     default:
         return -EPROTO;
     }

@@ -109,12 +109,56 @@ enum {
                                 the input area */
     SHOAL_MSG_CALL_DONE = 2, /* down: shoal_msg_call_done_t + error text */
     SHOAL_MSG_XDONE = 3,     /* down: shoal_msg_xdone_t, the answer to an XSEND or XRECV */
+    SHOAL_MSG_LINK = 4,      /* down: shoal_msg_link_t + function name; the link's memfd came
+                                with SHOAL_CTL_LINK (see "Direct links" below) */
+    SHOAL_MSG_UNLINK = 5,    /* down, to a leased callee: shoal_msg_unlink_t, the lease ends */
     SHOAL_MSG_DONE = 16,     /* up: shoal_msg_done_t + error text + headers blob */
     SHOAL_MSG_LOG = 17,      /* up: shoal_msg_log_t + text */
     SHOAL_MSG_CALL = 18,     /* up: shoal_msg_call_t + function name */
     SHOAL_MSG_XSEND = 19,    /* up: shoal_msg_xfer_t: send arena bytes to another node */
     SHOAL_MSG_XRECV = 20,    /* up: shoal_msg_xfer_t: take the bytes another node sent */
+    SHOAL_MSG_UNLINKED = 21, /* up, from a leased callee: shoal_msg_unlink_t, it let go */
 };
+
+/*
+ * Direct links (transport/link.h, worker/lease.h). After the worker served a shoal_call from
+ * instance A locally with instance B, it may lease B to A for the rest of A's invocation: it
+ * sends each of them SHOAL_CTL_LINK with the link's memfd on the control socket, then a LINK
+ * record on the down ring (B first; A's comes right before the call's CALL_DONE, while A waits
+ * for it). role says which end the instance is. The callee serves direct calls from then on with
+ * meta_len bytes of its meta area (written by the worker for the first call) as their meta, at
+ * depth `depth`; its logs carry `seq`. The lease ends with UNLINK to the callee, which stops at a
+ * request boundary and answers UNLINKED (or sends UNLINKED by itself when the caller broke the
+ * protocol); the caller learns through the link (closed word). The caller drops its links when
+ * its invocation ends; it never answers.
+ */
+enum { SHOAL_LINK_CALLER = 1, SHOAL_LINK_CALLEE = 2 };
+
+typedef struct {
+    uint64_t id;   /* the lease, echoed in UNLINK/UNLINKED */
+    uint32_t role; /* SHOAL_LINK_CALLER or SHOAL_LINK_CALLEE */
+    uint32_t depth;
+    uint64_t seq;                   /* callee: the INVOKE seq its direct calls' logs carry */
+    uint64_t in_cap, out_cap, size; /* the link's layout (link.h shoal_link_layout) */
+    uint32_t meta_len;
+    uint32_t name_len; /* the function's name that follows */
+} shoal_msg_link_t;
+
+typedef struct {
+    uint64_t id;
+    uint32_t flags; /* UNLINKED: SHOAL_UNLINKED_* */
+    uint32_t pad;
+} shoal_msg_unlink_t;
+
+/* UNLINKED: the callee saw garbage from the caller (the lease ends; nobody is killed, since
+ * the worker cannot tell who is lying). */
+#define SHOAL_UNLINKED_VIOLATION 1u
+
+typedef struct {
+    uint32_t magic;
+    uint32_t type; /* SHOAL_CTL_LINK */
+    uint64_t id;
+} shoal_ctl_link_t;
 
 /* The invocation runs as one rank of a group: a SHOAL_CTL_GROUP message with the group's arena
  * was sent on the control socket before this record (see "Groups" below). */
@@ -224,7 +268,8 @@ typedef struct {
             shoal_msg_call_t m;
             char name[SHOAL_CHANNEL_NAME_MAX + 1];
         } call;
-        shoal_msg_xfer_t xfer; /* XSEND, XRECV */
+        shoal_msg_xfer_t xfer;     /* XSEND, XRECV */
+        shoal_msg_unlink_t unlink; /* UNLINKED */
     } u;
 } shoal_up_msg_t;
 
@@ -238,6 +283,8 @@ typedef struct {
  * worker -> instance: GROUP + fd [the group's arena memfd], right before an INVOKE record flagged
  *                   SHOAL_INVOKE_GROUP (never before SPECIALIZE: the worker posts invocations only
  *                   to READY instances). The instance reads it when it takes that record.
+ * worker -> instance: LINK + fd [a direct link's memfd], right before a LINK record (see "Direct
+ *                   links" above); read when the instance takes that record.
  */
 #define SHOAL_CTL_MAGIC 0x4c544353u /* "SCTL" */
 #define SHOAL_CTL_DOORBELL 'D'
@@ -247,7 +294,8 @@ enum {
     SHOAL_CTL_FORKED,
     SHOAL_CTL_SPECIALIZE,
     SHOAL_CTL_READY,
-    SHOAL_CTL_GROUP
+    SHOAL_CTL_GROUP,
+    SHOAL_CTL_LINK /* worker -> instance: fd [a link's memfd], right before a LINK record */
 };
 
 typedef struct {

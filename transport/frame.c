@@ -172,3 +172,69 @@ int shoal_frame_reader_feed(shoal_frame_reader_t *r, const uint8_t *buf, size_t 
     }
     return 0;
 }
+
+/* ---- LOG records ---- */
+
+static void log_put_u16(uint8_t *p, uint16_t v)
+{
+    p[0] = (uint8_t)v;
+    p[1] = (uint8_t)(v >> 8);
+}
+
+static uint16_t log_get_u16(const uint8_t *p)
+{
+    return (uint16_t)(p[0] | (p[1] << 8));
+}
+
+int shoal_frame_log_put(uint8_t *buf, size_t cap, size_t *off, const shoal_frame_log_rec_t *rec)
+{
+    size_t need;
+    uint8_t *p;
+
+    if (rec->function_len > UINT16_MAX || rec->invocation_id_len > UINT16_MAX ||
+        rec->text_len > UINT32_MAX)
+        return -EINVAL;
+    need = SHOAL_FRAME_LOG_REC_HDR + rec->function_len + rec->invocation_id_len + rec->text_len;
+    if (*off > cap || cap - *off < need)
+        return -ENOSPC;
+    p = buf + *off;
+    put_u32(p, (uint32_t)rec->ts_ms);
+    put_u32(p + 4, (uint32_t)(rec->ts_ms >> 32));
+    put_u32(p + 8, (uint32_t)rec->rank);
+    log_put_u16(p + 12, (uint16_t)rec->function_len);
+    log_put_u16(p + 14, (uint16_t)rec->invocation_id_len);
+    put_u32(p + 16, (uint32_t)rec->text_len);
+    p += SHOAL_FRAME_LOG_REC_HDR;
+    memcpy(p, rec->function, rec->function_len);
+    memcpy(p + rec->function_len, rec->invocation_id, rec->invocation_id_len);
+    memcpy(p + rec->function_len + rec->invocation_id_len, rec->text, rec->text_len);
+    *off += need;
+    return 0;
+}
+
+int shoal_frame_log_next(const uint8_t *data, size_t len, size_t *off, shoal_frame_log_rec_t *rec)
+{
+    const uint8_t *p = data + *off;
+    size_t left, body;
+
+    if (*off >= len)
+        return 0;
+    left = len - *off;
+    if (left < SHOAL_FRAME_LOG_REC_HDR)
+        return -EPROTO;
+    rec->ts_ms = get_u32(p) | ((uint64_t)get_u32(p + 4) << 32);
+    rec->rank = (int32_t)get_u32(p + 8);
+    rec->function_len = log_get_u16(p + 12);
+    rec->invocation_id_len = log_get_u16(p + 14);
+    rec->text_len = get_u32(p + 16);
+    /* In 64 bits: the three lengths cannot overflow the sum. */
+    body = rec->function_len + rec->invocation_id_len + (size_t)rec->text_len;
+    if (left - SHOAL_FRAME_LOG_REC_HDR < body)
+        return -EPROTO;
+    p += SHOAL_FRAME_LOG_REC_HDR;
+    rec->function = (const char *)p;
+    rec->invocation_id = (const char *)p + rec->function_len;
+    rec->text = (const char *)p + rec->function_len + rec->invocation_id_len;
+    *off += SHOAL_FRAME_LOG_REC_HDR + body;
+    return 1;
+}

@@ -12,10 +12,16 @@
  *   offset 8  u32 len      payload length, bounded by the receiver before it allocates
  *   offset 12 u32 id       correlates a request with its answer (see each type); 0 if unused
  *
- * Every payload has the same two parts: a u32 little-endian meta length, the meta (a JSON object,
- * UTF-8, not NUL-terminated), and then the data bytes that fill the rest of the payload (often
- * none). The JSON keys of each frame type are listed beside it below; receivers ignore keys they
- * do not know, so fields can be added without a version bump.
+ * Every payload has the same two parts: a u32 little-endian meta length, the meta, and then the
+ * data bytes that fill the rest of the payload (often none). The meta of the hot frames, INVOKE,
+ * RESULT and CALL_RESULT, is a fixed-layout binary record (transport/invmeta.h: function name and
+ * version, invocation id, time left, depth, the request meta as a length-prefixed key/value list;
+ * the outcome, status, error and headers), so that a warm invocation is encoded and decoded
+ * without a JSON parser or an allocation. Every other meta is a JSON object (UTF-8, not
+ * NUL-terminated) whose keys are listed beside its frame type below; receivers ignore keys they
+ * do not know, so fields can be added there without a version bump.
+ *
+ * Version 2 introduced the binary metas; version 1 (JSON everywhere) is refused.
  *
  * A "function object" (fn) is {"name","version","sha256","size","timeout_ms","memory_mb",
  * "min_warm","max_instances"}.
@@ -27,15 +33,15 @@
 #include <stdint.h>
 
 #define SHOAL_FRAME_MAGIC 0x314c4853u /* "SHL1" as little-endian bytes */
-#define SHOAL_FRAME_VERSION 1
+#define SHOAL_FRAME_VERSION 2
 #define SHOAL_FRAME_HDR_SIZE 16
 /* Header plus the u32 meta length: what shoal_frame_encode writes. */
 #define SHOAL_FRAME_PREFIX_SIZE 20
-/* Meta JSON is small by construction; a larger one is a protocol error. */
+/* A meta is small by construction; a larger one is a protocol error. */
 #define SHOAL_FRAME_META_MAX (1u << 20)
 
 typedef enum {
-    /* worker -> controller, first frame. meta {"node","slots","pid","protocol":1,"key"}. "key" is
+    /* worker -> controller, first frame. meta {"node","slots","pid","protocol":2,"key"}. "key" is
      * the cluster key (the controller's HOME/cluster.key; common/secret.h): a HELLO without it or
      * with a wrong one is answered with ERROR and the connection closed. Until a valid HELLO, a
      * frame's payload may be at most 64 KiB and the HELLO must come within 5 s of connecting.
@@ -53,11 +59,14 @@ typedef enum {
     /* worker -> controller. meta {}. id = the FUNC's id. */
     SHOAL_FRAME_FUNC_ACK = 4,
     /* controller -> worker: run one invocation. id = dispatch id chosen by the controller.
-     * meta {"fn":fn, "invocation_id", "timeout_ms" (time left), "depth" (shoal_call nesting),
-     * "meta":{"method","path","query","header:<name>":value...}}; data = the input. Every string
-     * in "meta" reaches the function's shoal_meta (header names are lower-cased); the worker
-     * adds "invocation_id" and "function".
-     * Groups: an optional "group":{"id":"<hex>", "size":N, "ranks":[r,...], "transport":"shm"}
+     * meta: binary (transport/invmeta.h): function name and version (the worker runs exactly that
+     * version, from the table WELCOME and FUNC gave it; one it lacks is answered not_found unless
+     * the extension carries its "fn" object), invocation id, time left in ms, depth (shoal_call
+     * nesting), the request meta list ("method", "path", "query", "header:<name>"...; every entry
+     * reaches the function's shoal_meta, header names lower-cased; the worker adds
+     * "invocation_id" and "function" itself and drops entries by those names), and an optional
+     * extension JSON object for the cold cases described next; data = the input.
+     * Groups: the extension's "group":{"id":"<hex>", "size":N, "ranks":[r,...], "transport":"shm"}
      * runs the invocation as N instances (ranks 0..N-1, 1 <= N <= 1024) that all get the same
      * input and meta. "size" is required; "id" (optional, hex, at most 64 digits) names the group
      * in logs; "ranks" (optional, default all) are the ranks this worker hosts - today it must be
@@ -89,9 +98,11 @@ typedef enum {
      * every part ends promptly with the same message. */
     SHOAL_FRAME_INVOKE = 5,
     /* worker -> controller: how an INVOKE ended. id = the INVOKE's id.
-     * meta {"ok":bool, "status":int (set by the function, optional), "headers":{name:value},
-     *       "error":"message", "kind":"function"|"crash"|"timeout"|"overload"|"internal"|
-     *       "not_found"|"too_large", "duration_us":int}; data = the output when ok. */
+     * meta: binary (transport/invmeta.h): ok, kind (function, crash, timeout, overload, internal,
+     * not_found, too_large), the status the function set (0: none), duration_us, the error
+     * message (NUL-free), the response headers as a key/value list of name and value; data = the
+     * output when ok. The controller treats it as untrusted: lengths are checked, header names
+     * and values are filtered before they reach an HTTP answer. */
     SHOAL_FRAME_RESULT = 6,
     /* worker -> controller: fetch an artifact the worker lacks. id chosen by the worker.
      * meta {"sha256"}. */
@@ -105,14 +116,21 @@ typedef enum {
      * instances as one group, as an INVOKE with "group" would, and answer rank 0's output (the
      * worker forwards it when it cannot host all N ranks itself). */
     SHOAL_FRAME_CALL = 9,
-    /* controller -> worker: answer to CALL, same meta and data as RESULT. id = the CALL's id. */
+    /* controller -> worker: answer to CALL, same (binary) meta and data as RESULT. id = the
+     * CALL's id. */
     SHOAL_FRAME_CALL_RESULT = 10,
     /* worker -> controller, on change (at most every 100 ms) and every second as a heartbeat.
      * meta {"slots","busy","stems","pools":[{"function","version","warm","idle","busy"}]}. */
     SHOAL_FRAME_STATUS = 11,
     /* either way, then the sender closes. meta {"error":"message"}. */
     SHOAL_FRAME_ERROR = 12,
-    SHOAL_FRAME_TYPE_MAX = 12
+    /* worker -> controller: what functions wrote with shoal_log, for GET
+     * /v1/functions/{name}/logs. meta {} or {"dropped":N} (log bytes the worker could not forward
+     * since the last LOG: its queue was full); data = log records (shoal_frame_log_put), at most
+     * SHOAL_FRAME_LOG_MAX bytes. Sent at most every SHOAL_FRAME_LOG_INTERVAL_MS, or sooner when
+     * half that much is queued. */
+    SHOAL_FRAME_LOG = 13,
+    SHOAL_FRAME_TYPE_MAX = 13
 } shoal_frame_type;
 
 typedef struct {
@@ -134,6 +152,31 @@ int shoal_frame_encode(uint8_t out[SHOAL_FRAME_PREFIX_SIZE], uint8_t type, uint3
 /* Decodes and checks a header from 16 bytes: -EPROTO for a bad magic, flags or type,
  * -EPROTONOSUPPORT for another version, -EMSGSIZE when len > max_payload. */
 int shoal_frame_decode_hdr(const uint8_t *buf, uint32_t max_payload, shoal_frame_hdr *hdr);
+
+/* ---- LOG records ---- */
+#define SHOAL_FRAME_LOG_MAX (256u * 1024u)
+#define SHOAL_FRAME_LOG_INTERVAL_MS 50
+/* One record: u64 ts_ms, i32 rank (-1: not in a group), u16 function length, u16 invocation id
+ * length, u32 text length, then the function name, the invocation id and the text (one or more
+ * lines, '\n'-separated, not NUL-terminated). */
+#define SHOAL_FRAME_LOG_REC_HDR 20
+typedef struct {
+    uint64_t ts_ms;
+    int32_t rank;
+    const char *function;
+    size_t function_len;
+    const char *invocation_id;
+    size_t invocation_id_len;
+    const char *text;
+    size_t text_len;
+} shoal_frame_log_rec_t;
+
+/* Appends one record at buf + *off (cap bytes in all) and advances *off; -ENOSPC if it does not
+ * fit (nothing written), -EINVAL for a field too long for its length. */
+int shoal_frame_log_put(uint8_t *buf, size_t cap, size_t *off, const shoal_frame_log_rec_t *rec);
+/* Decodes the record at data + *off and advances *off past it: 1, 0 at the end of the data, or
+ * -EPROTO for a truncated record (pointers in rec point into data). */
+int shoal_frame_log_next(const uint8_t *data, size_t len, size_t *off, shoal_frame_log_rec_t *rec);
 
 /* Splits a payload into its meta and data parts (pointers into payload); -EPROTO when the meta
  * length does not fit the payload or exceeds SHOAL_FRAME_META_MAX. */

@@ -24,8 +24,10 @@
 #include "runtime/sandbox.h"
 #include "worker/cgroup.h"
 #include "worker/group.h"
+#include "worker/lease.h"
 #include "worker/proc.h"
 #include "worker/worker.h"
+#include "transport/invmeta.h"
 
 /* Touched ranges larger than this are punched out of the memfd after an invocation. */
 #define PUNCH_MIN (1u << 20)
@@ -152,7 +154,11 @@ void shoal_inst_fail(shoal_inst_t *inst, const char *kind, const char *fmt, ...)
     n = shoal_util_vfmt(msg, sizeof(msg), fmt, ap);
     va_end(ap);
     uv_timer_stop(&inst->timer);
-    if (inst->inv.kind == SHOAL_INV_GROUP) {
+    /* Its invocation is over: so are the leases it holds as a caller (lease.h). */
+    shoal_lease_caller_ended(inst);
+    if (inst->inv.kind == SHOAL_INV_LINK) {
+        shoal_lease_callee_failed(inst, kind, msg, n);
+    } else if (inst->inv.kind == SHOAL_INV_GROUP) {
         shoal_group_rank_failed(inst, kind, msg, n);
     } else if (inst->inv.kind == SHOAL_INV_REMOTE) {
         if (w->conn != NULL && w->conn->up && inst->inv.conn_gen == w->conn_gen)
@@ -172,6 +178,7 @@ void shoal_inst_kill(shoal_inst_t *inst)
     if (inst->phase == SHOAL_PH_DEAD)
         return;
     shoal_inst_fail(inst, "internal", "instance retired");
+    shoal_lease_inst_gone(inst);
     inst->phase = SHOAL_PH_DEAD;
     inst->calling = 0;
     inst->waiting_artifact = 0;
@@ -390,10 +397,42 @@ void shoal_inst_call_done(shoal_inst_t *caller, int err, const char *msg, size_t
     shoal_channel_wake_instance(&caller->ch);
 }
 
+/* Appends one request meta entry to the channel's meta area; entries naming what the worker sets
+ * itself, too long, or holding a NUL are dropped. Header names are case-insensitive: the function
+ * sees them in lower case. -ENOSPC when the area is full. */
+static int meta_entry(char *blob, size_t cap, size_t *len, const char *k, size_t klen,
+                      const char *v, size_t vlen)
+{
+    char key[300];
+    size_t i;
+
+    if (klen >= sizeof(key) || (klen == 13 && memcmp(k, "invocation_id", 13) == 0) ||
+        (klen == 8 && memcmp(k, "function", 8) == 0))
+        return 0;
+    for (i = 0; i < klen; i++)
+        key[i] = (i >= 7 && k[i] >= 'A' && k[i] <= 'Z') ? (char)(k[i] - 'A' + 'a') : k[i];
+    return shoal_kv_append(blob, cap, len, key, klen, v, vlen) == -ENOSPC ? -ENOSPC : 0;
+}
+
+static int meta_finish(shoal_inst_t *inst, size_t len, const char *function);
+
+int shoal_inst_build_meta_kv(shoal_inst_t *inst, const uint8_t *kv, size_t kv_len,
+                             const char *function)
+{
+    size_t len = 0, off = 0;
+    shoal_invmeta_kv_t e;
+    int err;
+
+    while (shoal_invmeta_kv_next(kv, kv_len, &off, &e) == 1)
+        if ((err = meta_entry((char *)inst->ch.meta, inst->ch.lay.meta_cap, &len, e.key, e.key_len,
+                              e.val, e.val_len)) < 0)
+            return err;
+    return meta_finish(inst, len, function);
+}
+
 int shoal_inst_build_meta(shoal_inst_t *inst, const json_t *meta, const char *function)
 {
-    char *blob = (char *)inst->ch.meta, key[300];
-    size_t len = 0, cap = inst->ch.lay.meta_cap, klen, i;
+    size_t len = 0;
     const char *k;
     json_t *v;
     int err;
@@ -401,19 +440,23 @@ int shoal_inst_build_meta(shoal_inst_t *inst, const json_t *meta, const char *fu
     if (json_is_object(meta)) {
         json_object_foreach((json_t *)meta, k, v)
         {
-            if (!json_is_string(v) || strcmp(k, "invocation_id") == 0 || strcmp(k, "function") == 0)
+            if (!json_is_string(v))
                 continue;
-            klen = strlen(k);
-            if (klen >= sizeof(key))
-                continue;
-            /* Header names are case-insensitive: the function sees them in lower case. */
-            for (i = 0; i <= klen; i++)
-                key[i] = (i >= 7 && k[i] >= 'A' && k[i] <= 'Z') ? (char)(k[i] - 'A' + 'a') : k[i];
-            if ((err = shoal_kv_append(blob, cap, &len, key, klen, json_string_value(v),
-                                       json_string_length(v))) == -ENOSPC)
+            if ((err = meta_entry((char *)inst->ch.meta, inst->ch.lay.meta_cap, &len, k, strlen(k),
+                                  json_string_value(v), json_string_length(v))) < 0)
                 return err;
         }
     }
+    return meta_finish(inst, len, function);
+}
+
+/* Adds what the worker itself tells every invocation. */
+static int meta_finish(shoal_inst_t *inst, size_t len, const char *function)
+{
+    char *blob = (char *)inst->ch.meta;
+    size_t cap = inst->ch.lay.meta_cap;
+    int err;
+
     if ((err = shoal_kv_append(blob, cap, &len, "invocation_id", 13, inst->inv.invocation_id,
                                strlen(inst->inv.invocation_id))) < 0 ||
         (err = shoal_kv_append(blob, cap, &len, "function", 8, function, strlen(function))) < 0)
@@ -511,12 +554,13 @@ static void handle_done(shoal_inst_t *inst, const shoal_up_msg_t *m)
     size_t mlen = 0;
     int ok = 0;
 
-    if (!inst->inv.running || d->seq != inst->seq) {
+    if (!inst->inv.running || d->seq != inst->seq || inst->inv.kind == SHOAL_INV_LINK) {
         violation(inst, "DONE for no running invocation");
         return;
     }
     uv_timer_stop(&inst->timer);
     inst->inv.running = 0;
+    shoal_lease_caller_ended(inst);
     if (d->out_hw > inst->out_hw)
         inst->out_hw = d->out_hw;
     if (d->call_hw > inst->call_hw)
@@ -563,18 +607,27 @@ static void handle_done(shoal_inst_t *inst, const shoal_up_msg_t *m)
             shoal_worker_send_result(w, inst, 0, kind, msg, mlen, 0, NULL, 0, 0);
     } else {
         shoal_inst_t *caller = shoal_inst_by_uid(w, inst->inv.caller_uid);
+        int leased = 0, cerr = 0;
+        uint64_t clen = 0;
         if (caller != NULL && caller->calling && caller->call_seq == inst->inv.caller_seq) {
             if (!ok) {
-                shoal_inst_call_done(caller, shoal_kind_errno(kind), msg, mlen, 0);
+                cerr = shoal_kind_errno(kind);
             } else if (d->out_len > inst->inv.caller_out_cap) {
                 mlen = (size_t)snprintf(msg, sizeof(msg), "output of %s too large for the caller",
                                         inst->fn.name);
-                shoal_inst_call_done(caller, -EFBIG, msg, mlen, 0);
+                cerr = -EFBIG;
             } else {
                 memcpy(caller->ch.call + inst->inv.caller_out_off, inst->ch.out, d->out_len);
-                shoal_inst_call_done(caller, 0, NULL, 0, d->out_len);
+                clen = d->out_len;
             }
+            /* A callee that ended normally may serve the caller's next calls directly; the
+             * LINK records go out before the CALL_DONE (lease.h). */
+            if (ok || (d->flags == 0 && d->rc != 0))
+                leased = shoal_lease_offer(w, caller, inst);
+            shoal_inst_call_done(caller, cerr, cerr != 0 ? msg : NULL, cerr != 0 ? mlen : 0, clen);
         }
+        if (leased)
+            return; /* busy until its lease ends */
     }
     shoal_inst_finish(inst);
 }
@@ -636,6 +689,9 @@ void shoal_inst_drain(shoal_inst_t *inst)
             break;
         case SHOAL_MSG_CALL:
             handle_call(inst, &m);
+            break;
+        case SHOAL_MSG_UNLINKED:
+            shoal_lease_unlinked(inst, &m.u.unlink);
             break;
         case SHOAL_MSG_XSEND:
         case SHOAL_MSG_XRECV:

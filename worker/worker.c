@@ -20,10 +20,12 @@
 #include "common/trace.h"
 #include "common/util.h"
 #include "worker/group.h"
+#include "worker/lease.h"
 #include "worker/peer.h"
 #include "runtime/sandbox.h"
 #include "worker/cgroup.h"
 #include "worker/proc.h"
+#include "transport/invmeta.h"
 
 #define TICK_MS 100
 #define STATUS_HEARTBEAT_MS 1000
@@ -36,6 +38,7 @@
 
 static void connect_now(shoal_worker_t *w);
 static void conn_close(shoal_worker_t *w);
+static void reconnect_later(shoal_worker_t *w);
 static void send_status(shoal_worker_t *w);
 
 /* ---- frames to the controller ---- */
@@ -64,24 +67,140 @@ static void on_write(uv_write_t *req, int status)
     free(wr);
 }
 
-/* Writes prefix + meta + data; on success wr belongs to the write until on_write. */
+/*
+ * Output batching. Every frame is queued and the queue goes out once per loop iteration, from a
+ * check handle (after the poll phase has run every ready callback; a prepare handle catches
+ * frames queued after the check, by close callbacks, before the loop blocks), as one uv_write of
+ * all the queued frames' pieces: one writev, one TCP segment train, one wakeup of the controller
+ * instead of one per frame. Frames keep their order. Nothing is copied: a frame's pieces stay where
+ * they are (a RESULT's output in the instance's channel) until the batch's write completes, and
+ * then each frame completes as a single write would have (on_write).
+ */
+#define WBATCH_MAX 32
+
+typedef struct shoal_wbatch {
+    uv_write_t req;
+    shoal_worker_t *w;
+    shoal_wreq_t *frames;
+    struct shoal_wbatch *next; /* in w->wbatch_free */
+    uv_buf_t bufs[WBATCH_MAX * 3];
+} shoal_wbatch_t;
+
+/* Completes a list of frames (status < 0: they were not sent). */
+static void complete_frames(shoal_wreq_t *wr, int status)
+{
+    while (wr != NULL) {
+        shoal_wreq_t *next = wr->next;
+        on_write(&wr->req, status);
+        wr = next;
+    }
+}
+
+static void on_batch_write(uv_write_t *req, int status)
+{
+    shoal_wbatch_t *b = (shoal_wbatch_t *)req;
+    shoal_worker_t *w = b->w;
+    shoal_wreq_t *frames = b->frames;
+
+    b->frames = NULL;
+    b->next = w->wbatch_free;
+    w->wbatch_free = b;
+    complete_frames(frames, status);
+}
+
+/* Sends what is queued, in one write. */
+static void flush_frames(shoal_worker_t *w)
+{
+    shoal_wreq_t *frames = w->outq, *wr;
+    shoal_wbatch_t *b;
+    unsigned n = 0;
+    int err;
+
+    if (frames == NULL)
+        return;
+    w->outq = w->outq_tail = NULL;
+    w->outq_n = 0;
+    if (w->conn == NULL || !w->conn->up) {
+        complete_frames(frames, UV_ECANCELED);
+        return;
+    }
+    if ((b = w->wbatch_free) != NULL) {
+        w->wbatch_free = b->next;
+    } else if ((b = malloc(sizeof(*b))) == NULL) {
+        SHOAL_WARN("out of memory writing to the controller; dropping the connection");
+        complete_frames(frames, UV_ENOMEM);
+        conn_close(w);
+        reconnect_later(w);
+        return;
+    }
+    b->w = w;
+    b->frames = frames;
+    for (wr = frames; wr != NULL; wr = wr->next)
+        for (unsigned i = 0; i < wr->nbufs; i++)
+            b->bufs[n++] = wr->bufs[i];
+    if ((err = uv_write(&b->req, (uv_stream_t *)&w->conn->tcp, b->bufs, n, on_batch_write)) < 0)
+        on_batch_write(&b->req, err);
+}
+
+static void on_flush_check(uv_check_t *h)
+{
+    shoal_worker_t *w = h->data;
+
+    uv_check_stop(h);
+    uv_prepare_stop(&w->flush_prepare);
+    flush_frames(w);
+}
+
+static void on_flush_prepare(uv_prepare_t *h)
+{
+    shoal_worker_t *w = h->data;
+
+    uv_prepare_stop(h);
+    uv_check_stop(&w->flush_check);
+    flush_frames(w);
+}
+
+/* Frees the spare batches (at shutdown). */
+static void free_batches(shoal_worker_t *w)
+{
+    while (w->wbatch_free != NULL) {
+        shoal_wbatch_t *b = w->wbatch_free;
+        w->wbatch_free = b->next;
+        free(b);
+    }
+}
+
+/* Queues prefix + meta + data for this iteration's batch; from then on wr belongs to the write
+ * until on_write, which never runs from inside this call. */
 static int write_frame(shoal_worker_t *w, shoal_wreq_t *wr, uint8_t type, uint32_t id,
                        const char *meta, size_t meta_len, const void *data, size_t data_len)
 {
-    uv_buf_t bufs[3];
     int err;
 
     if (w->conn == NULL || !w->conn->up)
         return -ENOTCONN;
     if ((err = shoal_frame_encode(wr->prefix, type, id, meta_len, data_len)) < 0)
         return err;
-    bufs[0] = uv_buf_init((char *)wr->prefix, sizeof(wr->prefix));
-    bufs[1] = uv_buf_init((char *)meta, (unsigned)meta_len);
-    bufs[2] = uv_buf_init((char *)data, (unsigned)data_len);
+    /* A full batch goes out first: every frame in it belongs to a caller that has returned. */
+    if (w->outq_n == WBATCH_MAX)
+        flush_frames(w);
+    if (w->conn == NULL || !w->conn->up)
+        return -ENOTCONN;
+    wr->bufs[0] = uv_buf_init((char *)wr->prefix, sizeof(wr->prefix));
+    wr->bufs[1] = uv_buf_init((char *)meta, (unsigned)meta_len);
+    wr->bufs[2] = uv_buf_init((char *)data, (unsigned)data_len);
+    wr->nbufs = data_len > 0 ? 3 : 2;
     wr->w = w;
-    if ((err = uv_write(&wr->req, (uv_stream_t *)&w->conn->tcp, bufs, data_len > 0 ? 3 : 2,
-                        on_write)) < 0)
-        return err;
+    wr->next = NULL;
+    if (w->outq_tail != NULL)
+        w->outq_tail->next = wr;
+    else
+        w->outq = wr;
+    w->outq_tail = wr;
+    if (w->outq_n++ == 0) {
+        uv_check_start(&w->flush_check, on_flush_check);
+        uv_prepare_start(&w->flush_prepare, on_flush_prepare);
+    }
     if (wr->inst != NULL)
         wr->inst->writes++;
     return 0;
@@ -118,39 +237,67 @@ static int send_json(shoal_worker_t *w, uint8_t type, uint32_t id, json_t *j)
     return send_frame(w, type, id, s, NULL, 0, NULL);
 }
 
-/* Appends the RESULT meta to b. */
+/* Sends a frame whose meta (meta_len bytes, binary or not) is copied into the request. */
+static int send_frame_copy(shoal_worker_t *w, uint8_t type, uint32_t id, const char *meta,
+                           size_t meta_len)
+{
+    shoal_wreq_t *wr;
+    char *copy;
+    int err;
+
+    if ((wr = calloc(1, sizeof(*wr))) == NULL || (copy = malloc(meta_len ? meta_len : 1)) == NULL) {
+        free(wr);
+        return -ENOMEM;
+    }
+    memcpy(copy, meta, meta_len);
+    wr->meta = copy;
+    if ((err = write_frame(w, wr, type, id, copy, meta_len, NULL, 0)) < 0) {
+        free(copy);
+        free(wr);
+    }
+    return err;
+}
+
+/* Renders the binary RESULT meta (transport/invmeta.h) into b. hdrs is the instance's channel
+ * list of "header:<name>" entries, validated when it was read. */
 static void result_meta(shoal_strbuf_t *b, int ok, const char *kind, const char *err,
                         size_t err_len, uint32_t status, const char *hdrs, size_t hdrs_len,
                         uint64_t duration_us)
 {
+    shoal_invmeta_result_t m = {.ok = ok != 0, .duration_us = duration_us};
+    uint8_t head[SHOAL_INVMETA_RESULT_FIXED] = {0}, kvh[SHOAL_INVMETA_KV_HDR];
     const char *k, *v;
-    size_t off = 0;
-    int first = 1;
+    size_t off = 0, start;
 
     shoal_strbuf_reset(b);
+    shoal_strbuf_append(b, (const char *)head, sizeof(head)); /* filled in below */
     if (ok) {
-        shoal_strbuf_append(b, "{\"ok\":true", 10);
-        if (status != 0)
-            shoal_strbuf_printf(b, ",\"status\":%u", status);
-        if (hdrs_len > 0) {
-            shoal_strbuf_append(b, ",\"headers\":{", 12);
-            while (shoal_kv_next(hdrs, hdrs_len, &off, &k, &v) == 1) {
-                if (!first)
-                    shoal_strbuf_append(b, ",", 1);
-                first = 0;
-                shoal_strbuf_json(b, k + 7, strlen(k + 7));
-                shoal_strbuf_append(b, ":", 1);
-                shoal_strbuf_json(b, v, strlen(v));
-            }
-            shoal_strbuf_append(b, "}", 1);
+        m.status = status <= 599 ? status : 0;
+        while (shoal_kv_next(hdrs, hdrs_len, &off, &k, &v) == 1) {
+            size_t kl = strlen(k + 7), vl = strlen(v);
+            if (shoal_invmeta_kv_hdr(kvh, kl, vl) < 0)
+                continue;
+            shoal_strbuf_append(b, (const char *)kvh, sizeof(kvh));
+            shoal_strbuf_append(b, k + 7, kl);
+            shoal_strbuf_append(b, v, vl);
         }
     } else {
-        shoal_strbuf_append(b, "{\"ok\":false,\"kind\":", 19);
-        shoal_strbuf_json(b, kind, strlen(kind));
-        shoal_strbuf_append(b, ",\"error\":", 9);
-        shoal_strbuf_json(b, err, err_len);
+        const char *nul = err_len ? memchr(err, '\0', err_len) : NULL;
+        m.kind = shoal_invmeta_kind_parse(kind);
+        /* The controller refuses a message with a NUL or beyond the bound: cut it instead. */
+        if (nul != NULL)
+            err_len = (size_t)(nul - err);
+        if (err_len > SHOAL_INVMETA_ERR_MAX)
+            err_len = SHOAL_INVMETA_ERR_MAX;
+        m.error_len = err_len;
+        shoal_strbuf_append(b, err, err_len);
     }
-    shoal_strbuf_printf(b, ",\"duration_us\":%llu}", (unsigned long long)duration_us);
+    start = sizeof(head) + m.error_len;
+    m.headers_len = b->len >= start ? b->len - start : 0;
+    if (!b->oom && shoal_invmeta_result_head(head, &m) == 0)
+        memcpy(b->p, head, sizeof(head));
+    else
+        b->oom = 1;
 }
 
 int shoal_worker_send_result(shoal_worker_t *w, shoal_inst_t *inst, int ok, const char *kind,
@@ -168,8 +315,8 @@ int shoal_worker_send_result(shoal_worker_t *w, shoal_inst_t *inst, int ok, cons
     if (out_len == 0 && !ok) {
         /* A failure carries no data from the channel: send it on its own request so that the
          * instance's embedded one is never shared by two writes. */
-        return send_frame(w, SHOAL_FRAME_RESULT, inst->inv.frame_id, strdup(inst->rmeta.p), NULL, 0,
-                          NULL);
+        return send_frame_copy(w, SHOAL_FRAME_RESULT, inst->inv.frame_id, inst->rmeta.p,
+                               inst->rmeta.len);
     }
     memset(&inst->res, 0, sizeof(inst->res));
     inst->res.kind = 1;
@@ -184,7 +331,7 @@ void shoal_worker_send_failure(shoal_worker_t *w, uint32_t id, const char *kind,
 {
     result_meta(&w->tmp, 0, kind, msg, len, 0, NULL, 0, duration_us);
     if (!w->tmp.oom)
-        send_frame(w, SHOAL_FRAME_RESULT, id, strdup(w->tmp.p), NULL, 0, NULL);
+        send_frame_copy(w, SHOAL_FRAME_RESULT, id, w->tmp.p, w->tmp.len);
 }
 
 /* A RESULT for an INVOKE that got no instance. */
@@ -230,7 +377,7 @@ int shoal_worker_send_call(shoal_worker_t *w, shoal_inst_t *caller, const char *
 static void send_hello(shoal_worker_t *w)
 {
     json_t *j = json_pack("{s:s,s:i,s:i,s:i}", "node", w->cfg.node, "slots", (int)w->cfg.slots,
-                          "pid", (int)getpid(), "protocol", 1);
+                          "pid", (int)getpid(), "protocol", SHOAL_FRAME_VERSION);
 
     /* The cluster key authenticates us; it is sent on every (re)connection, never logged. */
     if (j != NULL && w->cfg.cluster_key[0] != '\0')
@@ -346,6 +493,84 @@ drop:
     w->log_dropped += len;
 }
 
+/* Sends the queued log records to the controller in one LOG frame. Without a connection they
+ * are dropped: stderr has them. */
+static void logq_flush(shoal_worker_t *w)
+{
+    char meta[48];
+    size_t mlen = 2;
+    shoal_wreq_t *wr;
+    uint8_t *block;
+
+    if (w->logq_len == 0 && w->logq_dropped == 0)
+        return;
+    if (w->conn == NULL || !w->conn->up || !w->welcomed)
+        goto out;
+    memcpy(meta, "{}", 2);
+    if (w->logq_dropped > 0)
+        mlen = (size_t)snprintf(meta, sizeof(meta), "{\"dropped\":%llu}",
+                                (unsigned long long)w->logq_dropped);
+    /* One allocation for meta and records, freed with the write (on_write frees wr->meta). */
+    if ((block = malloc(mlen + w->logq_len)) == NULL || (wr = calloc(1, sizeof(*wr))) == NULL) {
+        free(block);
+        w->logq_dropped += w->logq_len;
+        w->logq_len = 0;
+        return;
+    }
+    memcpy(block, meta, mlen);
+    memcpy(block + mlen, w->logq, w->logq_len);
+    wr->meta = (char *)block;
+    if (write_frame(w, wr, SHOAL_FRAME_LOG, 0, (char *)block, mlen, block + mlen, w->logq_len) <
+        0) {
+        free(block);
+        free(wr);
+    }
+out:
+    w->logq_len = 0;
+    w->logq_dropped = 0;
+}
+
+static void on_log_timer(uv_timer_t *t)
+{
+    logq_flush(t->data);
+}
+
+/* Queues text (one or more lines) of inst's invocation for the controller. */
+static void logq_put(shoal_worker_t *w, shoal_inst_t *inst, const char *text, size_t len)
+{
+    shoal_frame_log_rec_t rec = {.ts_ms = shoal_util_wall_ms(),
+                                 .rank = inst->group != NULL ? inst->rank : -1,
+                                 .function = inst->fn.name,
+                                 .function_len = strlen(inst->fn.name),
+                                 .invocation_id = inst->inv.invocation_id,
+                                 .invocation_id_len = strlen(inst->inv.invocation_id),
+                                 .text = text,
+                                 .text_len = len};
+    int err;
+
+    if (w->conn == NULL || !w->conn->up)
+        return;
+    if (w->logq == NULL && (w->logq = malloc(SHOAL_FRAME_LOG_MAX)) == NULL)
+        return;
+    if ((err = shoal_frame_log_put(w->logq, SHOAL_FRAME_LOG_MAX, &w->logq_len, &rec)) == -ENOSPC) {
+        logq_flush(w);
+        /* A record larger than a whole frame is cut (the stderr copy is whole). */
+        if (rec.text_len > SHOAL_FRAME_LOG_MAX / 2)
+            rec.text_len = SHOAL_FRAME_LOG_MAX / 2;
+        err = shoal_frame_log_put(w->logq, SHOAL_FRAME_LOG_MAX, &w->logq_len, &rec);
+    }
+    if (err < 0) {
+        w->logq_dropped += len;
+        return;
+    }
+    /* Lines reach the controller within SHOAL_FRAME_LOG_INTERVAL_MS, in frames of a useful size
+     * when a function logs a lot. */
+    if (w->logq_len >= SHOAL_FRAME_LOG_MAX / 2)
+        logq_flush(w);
+    else if (!uv_is_active((uv_handle_t *)&w->log_timer))
+        uv_timer_start(&w->log_timer, on_log_timer, SHOAL_FRAME_LOG_INTERVAL_MS, 0);
+}
+
 void shoal_worker_log(shoal_worker_t *w, shoal_inst_t *inst, const char *text, size_t len)
 {
     static const char cut[] = "[log cut off: an invocation's logs, prefixes included, are at most "
@@ -384,10 +609,12 @@ void shoal_worker_log(shoal_worker_t *w, shoal_inst_t *inst, const char *text, s
         inst->inv.log_bytes = SHOAL_CHANNEL_LOG_TOTAL_MAX;
         if (!b->oom)
             log_write(w, b->p, b->len);
+        logq_put(w, inst, cut, sizeof(cut) - 2); /* without its newline */
         return;
     }
     inst->inv.log_bytes += b->len;
     log_write(w, b->p, b->len);
+    logq_put(w, inst, text, len);
 }
 
 /* ---- zygote ---- */
@@ -724,9 +951,12 @@ static void retire_stale(shoal_worker_t *w)
         next = inst->next;
         if (inst->phase == SHOAL_PH_DEAD || inst->pe.pool == NULL || inst->pe.pool->current)
             continue;
-        /* Busy ones retire when they finish (shoal_inst_finish). */
-        if (inst->pe.state == SHOAL_ENTRY_IDLE ||
-            (inst->pe.state == SHOAL_ENTRY_STARTING && inst->inv.kind == SHOAL_INV_NONE))
+        /* Busy ones retire when they finish (shoal_inst_finish); a leased one once its lease
+         * ends, which starts now so that its caller's next calls reach the new version. */
+        if (inst->inv.kind == SHOAL_INV_LINK)
+            shoal_lease_revoke(inst);
+        else if (inst->pe.state == SHOAL_ENTRY_IDLE ||
+                 (inst->pe.state == SHOAL_ENTRY_STARTING && inst->inv.kind == SHOAL_INV_NONE))
             shoal_inst_kill(inst);
     }
 }
@@ -793,6 +1023,7 @@ shoal_inst_t *shoal_worker_acquire(shoal_worker_t *w, shoal_pool_t *pool, int re
     switch (shoal_pool_acquire(&w->pools, pool, &e)) {
     case SHOAL_ACQ_IDLE:
         shoal_worker_changed(w);
+        shoal_lease_pool_taken(w, pool); /* its last free instance: leases give way */
         return (shoal_inst_t *)e;
     case SHOAL_ACQ_EVICT:
         shoal_inst_kill((shoal_inst_t *)e);
@@ -805,8 +1036,11 @@ shoal_inst_t *shoal_worker_acquire(shoal_worker_t *w, shoal_pool_t *pool, int re
             return NULL;
         if (replenish)
             shoal_worker_replenish(w);
+        shoal_lease_pool_taken(w, pool);
         return inst;
     case SHOAL_ACQ_FULL:
+        /* Leased instances must not starve invocations: give one back for the next try. */
+        shoal_lease_reclaim(w, pool);
         break;
     }
     return NULL;
@@ -858,41 +1092,96 @@ void shoal_worker_dispatch_call(shoal_worker_t *w, shoal_inst_t *caller, const c
 
 /* ---- frames from the controller ---- */
 
+/* The JSON view worker/group.c reads of a group INVOKE: the extension's "group" plus the binary
+ * fields under their JSON names of protocol version 1, the request meta as an object. Groups are
+ * not the hot path; this keeps one group parser. */
+static json_t *group_view(const shoal_invmeta_invoke_t *m, json_t *ext)
+{
+    json_t *j = json_object(), *meta = json_object();
+    shoal_invmeta_kv_t kv;
+    size_t off = 0;
+    char key[SHOAL_INVMETA_KEY_MAX + 1];
+
+    if (j == NULL || meta == NULL) {
+        json_decref(j);
+        json_decref(meta);
+        return NULL;
+    }
+    while (shoal_invmeta_kv_next(m->kv, m->kv_len, &off, &kv) == 1) {
+        memcpy(key, kv.key, kv.key_len);
+        key[kv.key_len] = '\0';
+        json_object_set_new(meta, key, json_stringn_nocheck(kv.val, kv.val_len));
+    }
+    json_object_set(j, "group", json_object_get(ext, "group"));
+    json_object_set_new(j, "meta", meta);
+    json_object_set_new(j, "invocation_id", json_stringn_nocheck(m->id, m->id_len));
+    json_object_set_new(j, "timeout_ms", json_integer(m->timeout_ms));
+    json_object_set_new(j, "depth", json_integer(m->depth));
+    return j;
+}
+
+/* An INVOKE's binary meta (transport/invmeta.h) is in: pick the instance (or the group) and tell
+ * the reader to put the input straight into its channel. The meta's lengths were all checked by
+ * the decoder; the function is looked up by name and version in our own table. */
 static int invoke_meta(shoal_worker_t *w, const shoal_frame_hdr *hdr, const char *meta,
                        size_t meta_len, size_t data_len, uint8_t **dst)
 {
-    json_t *j = json_loadb(meta, meta_len, 0, NULL), *v;
+    shoal_invmeta_invoke_t m;
+    json_t *ext = NULL, *j, *v;
+    char name[SHOAL_INVMETA_NAME_MAX + 1];
     shoal_pool_t *pool;
     shoal_inst_t *inst;
     shoal_fn_t fn;
-    const char *id;
     uint64_t left;
 
-    if (j == NULL || shoal_fn_from_json(json_object_get(j, "fn"), &fn) < 0) {
+    /* (json_is_object evaluates its argument twice: parse first.) */
+    int bad = shoal_invmeta_invoke_decode((const uint8_t *)meta, meta_len, &m) < 0;
+    if (!bad && m.ext_len > 0) {
+        ext = json_loadb(m.ext, m.ext_len, 0, NULL);
+        bad = !json_is_object(ext);
+    }
+    if (bad) {
         send_error_result(w, hdr->id, "internal", "worker %s: malformed INVOKE", w->cfg.node);
         goto out;
     }
+    memcpy(name, m.function, m.function_len);
+    name[m.function_len] = '\0';
     if (data_len > w->body_max) {
         send_error_result(w, hdr->id, "too_large",
                           "input of %zu bytes exceeds the limit of %llu bytes", data_len,
                           (unsigned long long)w->body_max);
         goto out;
     }
-    pool = shoal_pools_find(&w->pools, fn.name, fn.version);
-    if (pool == NULL || (!pool->current && shoal_pools_current(&w->pools, fn.name) == NULL))
+    pool = shoal_pools_find(&w->pools, name, m.version);
+    if (pool == NULL && (v = json_object_get(ext, "fn")) != NULL) {
+        /* The controller may name a version together with its object (tests, and any version
+         * this worker cannot have heard of). */
+        if (shoal_fn_from_json(v, &fn) == 0 && strcmp(fn.name, name) == 0 &&
+            fn.version == m.version)
+            pool = apply_fn(w, &fn);
+    } else if (pool != NULL && !pool->current && shoal_pools_current(&w->pools, name) == NULL) {
+        /* Deleted here but invoked there: the controller's table wins, as it does in WELCOME. */
+        fn = pool->fn;
         pool = apply_fn(w, &fn);
+    }
     if (pool == NULL) {
-        send_error_result(w, hdr->id, "internal", "out of memory");
+        send_error_result(w, hdr->id, "not_found", "node %s does not know %s version %u",
+                          w->cfg.node, name, m.version);
         goto out;
     }
-    if ((v = json_object_get(j, "group")) != NULL) {
-        shoal_group_invoke(w, hdr, j, v, pool, data_len, dst);
+    if ((v = json_object_get(ext, "group")) != NULL) {
+        if ((j = group_view(&m, ext)) == NULL) {
+            send_error_result(w, hdr->id, "internal", "out of memory");
+            goto out;
+        }
+        shoal_group_invoke(w, hdr, j, json_object_get(j, "group"), pool, data_len, dst);
+        json_decref(j);
         goto out;
     }
     if ((inst = shoal_worker_acquire(w, pool, 1)) == NULL) {
         send_error_result(w, hdr->id, "overload",
                           "node %s has no free instance for %s (max_instances %u, slots %u)",
-                          w->cfg.node, fn.name, pool->fn.max_instances, w->cfg.slots);
+                          w->cfg.node, name, pool->fn.max_instances, w->cfg.slots);
         goto out;
     }
     memset(&inst->inv, 0, sizeof(inst->inv));
@@ -900,19 +1189,16 @@ static int invoke_meta(shoal_worker_t *w, const shoal_frame_hdr *hdr, const char
     inst->inv.frame_id = hdr->id;
     inst->inv.conn_gen = w->conn_gen;
     inst->inv.start_ns = shoal_util_now_ns();
-    inst->inv.fn_timeout_ms = fn.timeout_ms;
-    inst->inv.depth = (uint32_t)json_integer_value(json_object_get(j, "depth"));
-    id = json_string_value(json_object_get(j, "invocation_id"));
-    snprintf(inst->inv.invocation_id, sizeof(inst->inv.invocation_id), "%s", id ? id : "");
-    v = json_object_get(j, "timeout_ms");
-    left = json_is_integer(v) && json_integer_value(v) > 0 ? (uint64_t)json_integer_value(v)
-                                                           : fn.timeout_ms;
-    if (left > fn.timeout_ms)
-        left = fn.timeout_ms;
+    inst->inv.fn_timeout_ms = pool->fn.timeout_ms;
+    inst->inv.depth = m.depth;
+    _Static_assert(sizeof(inst->inv.invocation_id) > SHOAL_INVMETA_ID_MAX, "id");
+    memcpy(inst->inv.invocation_id, m.id, m.id_len);
+    inst->inv.invocation_id[m.id_len] = '\0';
+    left = m.timeout_ms < pool->fn.timeout_ms ? m.timeout_ms : pool->fn.timeout_ms;
     inst->inv.deadline_ms = left;
     inst->inv.input_len = data_len;
     if (data_len > inst->ch.lay.in_cap ||
-        shoal_inst_build_meta(inst, json_object_get(j, "meta"), fn.name) < 0) {
+        shoal_inst_build_meta_kv(inst, m.kv, m.kv_len, pool->fn.name) < 0) {
         shoal_inst_fail(inst, data_len > inst->ch.lay.in_cap ? "too_large" : "internal",
                         "the request does not fit the instance's channel");
         if (inst->phase == SHOAL_PH_READY)
@@ -924,7 +1210,7 @@ static int invoke_meta(shoal_worker_t *w, const shoal_frame_hdr *hdr, const char
     if (data_len > 0)
         *dst = inst->ch.in;
 out:
-    json_decref(j);
+    json_decref(ext);
     return 0;
 }
 
@@ -1031,17 +1317,25 @@ static void on_func(shoal_worker_t *w, uint32_t id, json_t *j)
     shoal_worker_replenish(w);
 }
 
-static void on_call_result(shoal_worker_t *w, json_t *j, uint8_t *data, size_t data_len)
+/* A CALL_RESULT: the same binary meta as RESULT (transport/invmeta.h), decoded with every length
+ * checked. A malformed one fails the call rather than the connection. */
+static void on_call_result(shoal_worker_t *w, const char *meta, size_t meta_len, uint8_t *data,
+                           size_t data_len)
 {
     shoal_inst_t *caller = w->rx_caller;
-    const char *err, *kind;
+    shoal_invmeta_result_t rm;
     char msg[128];
     int n;
 
     w->rx_caller = NULL;
     if (caller == NULL || !caller->calling)
         return;
-    if (json_is_true(json_object_get(j, "ok"))) {
+    if (shoal_invmeta_result_decode((const uint8_t *)meta, meta_len, &rm) < 0) {
+        static const char bad[] = "the controller sent a malformed CALL_RESULT";
+        shoal_inst_call_done(caller, -EPROTO, bad, sizeof(bad) - 1, 0);
+        return;
+    }
+    if (rm.ok) {
         if (data_len > 0 && data == NULL) {
             n = snprintf(msg, sizeof(msg), "the callee's output of %zu bytes is too large",
                          data_len);
@@ -1051,11 +1345,13 @@ static void on_call_result(shoal_worker_t *w, json_t *j, uint8_t *data, size_t d
         }
         return;
     }
-    err = json_string_value(json_object_get(j, "error"));
-    kind = json_string_value(json_object_get(j, "kind"));
-    if (err == NULL)
-        err = "the call failed";
-    shoal_inst_call_done(caller, shoal_kind_errno(kind), err, strlen(err), 0);
+    /* The message is NUL-free and bounded (the decoder checked); call_done bounds it again. */
+    if (rm.error_len == 0) {
+        rm.error = "the call failed";
+        rm.error_len = strlen(rm.error);
+    }
+    shoal_inst_call_done(caller, shoal_kind_errno(shoal_invmeta_kind_name(rm.kind)), rm.error,
+                         rm.error_len, 0);
 }
 
 static int on_frame(void *opaque, const shoal_frame_hdr *hdr, const char *meta, size_t meta_len,
@@ -1079,6 +1375,10 @@ static int on_frame(void *opaque, const shoal_frame_hdr *hdr, const char *meta, 
             if (inst->phase == SHOAL_PH_READY)
                 shoal_inst_run(inst);
         }
+        return 0;
+    }
+    if (hdr->type == SHOAL_FRAME_CALL_RESULT) {
+        on_call_result(w, meta, meta_len, data, data_len);
         return 0;
     }
     j = json_loadb(meta, meta_len, 0, NULL);
@@ -1122,9 +1422,6 @@ static int on_frame(void *opaque, const shoal_frame_hdr *hdr, const char *meta, 
             art_waiters(w, a, uv_strerror(err));
             err = 0;
         }
-        break;
-    case SHOAL_FRAME_CALL_RESULT:
-        on_call_result(w, j, data, data_len);
         break;
     case SHOAL_FRAME_ERROR:
         SHOAL_ERROR("the controller refused us: %s",
@@ -1360,6 +1657,7 @@ static void on_tick(uv_timer_t *t)
 
     while ((e = shoal_pools_expired(&w->pools, now, w->cfg.keep_alive_ms)) != NULL)
         shoal_inst_kill((shoal_inst_t *)e);
+    shoal_lease_tick(w); /* direct calls past their function's timeout */
     shoal_pools_gc(&w->pools);
     shoal_group_spares_expire(w, now, w->cfg.keep_alive_ms ? w->cfg.keep_alive_ms : 1);
     if (w->conn != NULL && w->conn->up && w->welcomed &&
@@ -1399,6 +1697,7 @@ static void stop(shoal_worker_t *w)
     SHOAL_INFO("shutting down");
     w->stopping = 1;
     conn_close(w);
+    flush_frames(w); /* what was still queued is cancelled now, not left behind */
     shoal_group_peer_gone(w);
     shoal_peer_destroy(w->peer);
     w->peer = NULL;
@@ -1416,7 +1715,10 @@ static void stop(shoal_worker_t *w)
     uv_close((uv_handle_t *)&w->reconnect_timer, NULL);
     uv_close((uv_handle_t *)&w->tick_timer, NULL);
     uv_close((uv_handle_t *)&w->zygote_timer, NULL);
+    uv_close((uv_handle_t *)&w->log_timer, NULL);
     uv_close((uv_handle_t *)&w->drain_idle, NULL);
+    uv_close((uv_handle_t *)&w->flush_check, NULL);
+    uv_close((uv_handle_t *)&w->flush_prepare, NULL);
 }
 
 static void on_sigterm(uv_signal_t *h, int sig)
@@ -1492,9 +1794,13 @@ int shoal_worker_run(const shoal_worker_config_t *cfg)
     uv_timer_init(&w->loop, &w->reconnect_timer);
     uv_timer_init(&w->loop, &w->tick_timer);
     uv_timer_init(&w->loop, &w->zygote_timer);
-    w->reconnect_timer.data = w->tick_timer.data = w->zygote_timer.data = w;
+    uv_timer_init(&w->loop, &w->log_timer);
+    w->reconnect_timer.data = w->tick_timer.data = w->zygote_timer.data = w->log_timer.data = w;
     uv_idle_init(&w->loop, &w->drain_idle);
     w->drain_idle.data = w;
+    uv_check_init(&w->loop, &w->flush_check);
+    uv_prepare_init(&w->loop, &w->flush_prepare);
+    w->flush_check.data = w->flush_prepare.data = w;
     uv_timer_start(&w->tick_timer, on_tick, TICK_MS, TICK_MS);
     if (w->zygote_pid == 0)
         zygote_restart_later(w);
@@ -1517,6 +1823,7 @@ int shoal_worker_run(const shoal_worker_config_t *cfg)
 
     uv_run(&w->loop, UV_RUN_DEFAULT);
 
+    free_batches(w);
     status = w->exit_status;
     shoal_group_spares_expire(w, 0, 0);
     reap_all();
@@ -1531,6 +1838,7 @@ int shoal_worker_run(const shoal_worker_config_t *cfg)
     free(w->rd);
     shoal_pools_destroy(&w->pools);
     shoal_strbuf_free(&w->tmp);
+    free(w->logq);
     if (w->log_fd > STDERR_FILENO)
         close(w->log_fd);
     if (uv_loop_close(&w->loop) != 0)

@@ -14,7 +14,8 @@
  * the socket into the instance's input area; the INVOKE record goes on the down ring; the DONE
  * record comes back on the up ring and the RESULT is written from the output area with writev.
  * A shoal_call goes to an idle instance of the callee on this node, else to the controller as a
- * CALL frame.
+ * CALL frame; after one served here, the callee may be leased to the caller, whose later calls
+ * then go to it directly through a shared link without the worker (lease.h).
  *
  * Everything runs on the loop thread, except artifact verification and durable writes, which
  * run on libuv's thread pool and touch only their own buffer.
@@ -59,7 +60,8 @@ typedef struct shoal_group shoal_group_t;
 
 /* Where an invocation's answer goes: a RESULT frame, a local caller's CALL_DONE, or (a rank of a
  * group) the group, which answers once all its ranks ended (group.h). */
-enum { SHOAL_INV_NONE, SHOAL_INV_REMOTE, SHOAL_INV_LOCAL, SHOAL_INV_GROUP };
+enum { SHOAL_INV_NONE, SHOAL_INV_REMOTE, SHOAL_INV_LOCAL, SHOAL_INV_GROUP, SHOAL_INV_LINK };
+/* SHOAL_INV_LINK: the instance is leased to a caller and serves its direct calls (lease.h). */
 
 /* The invocation an instance is running (or about to). */
 typedef struct {
@@ -80,14 +82,18 @@ typedef struct {
 
 typedef enum { SHOAL_PH_STEM, SHOAL_PH_SPECIALIZING, SHOAL_PH_READY, SHOAL_PH_DEAD } shoal_phase;
 
-/* A write to the controller; embedded in an instance for RESULTs, else malloc'd. */
-typedef struct {
+/* A frame to the controller; embedded in an instance for RESULTs, else malloc'd. Frames queued
+ * during one loop iteration go out together in one writev (worker.c, write_frame). */
+typedef struct shoal_wreq {
     uv_write_t req;
     shoal_worker_t *w;
     shoal_inst_t *inst; /* whose channel the data lies in, or NULL */
     int kind;           /* 0 plain (free me), 1 an instance's RESULT */
     uint8_t prefix[SHOAL_FRAME_PREFIX_SIZE];
-    char *meta; /* owned when kind 0 */
+    char *meta;       /* owned when kind 0 */
+    uv_buf_t bufs[3]; /* prefix, meta, data: until the batch is written */
+    unsigned nbufs;
+    struct shoal_wreq *next; /* in the worker's output queue or a batch */
 } shoal_wreq_t;
 
 struct shoal_inst {
@@ -121,6 +127,8 @@ struct shoal_inst {
     uint32_t call_frame_id; /* nonzero when forwarded to the controller */
     /* the group this instance is a rank of (inv.kind SHOAL_INV_GROUP), else NULL */
     shoal_group_t *group;
+    /* the lease this instance serves as a callee (inv.kind SHOAL_INV_LINK), else NULL */
+    struct shoal_lease *lease;
     int rank;
 };
 
@@ -159,9 +167,16 @@ struct shoal_worker {
     int welcomed;
     uint64_t backoff_ms;
     shoal_wire_reader_t *rd;
-    shoal_inst_t *rx_inst;    /* receiving the current INVOKE's input */
-    shoal_inst_t *rx_caller;  /* receiving the current CALL_RESULT's output */
-    shoal_artifact_t *rx_art; /* receiving the current ARTIFACT */
+    /* frames written during this loop iteration, sent in one writev by flush_check (after the
+     * poll phase) or flush_prepare (before the next one, for frames queued after the check) */
+    uv_check_t flush_check;
+    uv_prepare_t flush_prepare;
+    shoal_wreq_t *outq, *outq_tail;
+    unsigned outq_n;
+    struct shoal_wbatch *wbatch_free; /* spare batch write requests */
+    shoal_inst_t *rx_inst;            /* receiving the current INVOKE's input */
+    shoal_inst_t *rx_caller;          /* receiving the current CALL_RESULT's output */
+    shoal_artifact_t *rx_art;         /* receiving the current ARTIFACT */
     uint32_t next_id;
     /* zygote */
     pid_t zygote_pid;
@@ -181,6 +196,7 @@ struct shoal_worker {
     struct shoal_peer *peer; /* transfers of groups spread over nodes (peer.h); NULL without
                                 io_uring */
     uint64_t next_group;
+    struct shoal_lease *leases; /* direct links between instances (lease.h) */
     pid_t orphans[64];
     int orphan_status[64];
     unsigned orphan_next;
@@ -196,6 +212,12 @@ struct shoal_worker {
     int log_fd;
     int log_sock; /* stderr is a socket: written with send(MSG_DONTWAIT) */
     uint64_t log_dropped;
+    /* ... and the same lines queued for the controller as LOG records (frame.h), sent by
+     * log_timer; what does not fit the queue is counted in logq_dropped */
+    uv_timer_t log_timer;
+    uint8_t *logq;
+    size_t logq_len;
+    uint64_t logq_dropped;
 };
 
 /* instance.c */
@@ -216,6 +238,9 @@ void shoal_inst_call_done(shoal_inst_t *caller, int err, const char *msg, size_t
 shoal_inst_t *shoal_inst_by_uid(shoal_worker_t *w, uint64_t uid);
 void shoal_inst_start_timer(shoal_inst_t *inst, uint64_t ms);
 int shoal_inst_build_meta(shoal_inst_t *inst, const json_t *meta, const char *function);
+/* The same from an INVOKE's binary request meta list (transport/invmeta.h, validated). */
+int shoal_inst_build_meta_kv(shoal_inst_t *inst, const uint8_t *kv, size_t kv_len,
+                             const char *function);
 
 /* worker.c */
 void shoal_worker_send_fork(shoal_worker_t *w);

@@ -19,7 +19,8 @@
 
 static void test_table(void **state)
 {
-    static const char *const names[] = {"up", "deploy", "invoke", "ls", "rm", "workers", "help"};
+    static const char *const names[] = {"up", "deploy",  "invoke", "ls",
+                                        "rm", "workers", "logs",   "help"};
     (void)state;
 
     for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
@@ -33,7 +34,7 @@ static void test_table(void **state)
         snprintf(want, sizeof(want), "\n  %-9s %s\n", names[i], c->summary);
         assert_non_null(strstr(shoal_cli_usage, want));
     }
-    assert_null(shoal_cli_find("logs"));
+    assert_null(shoal_cli_find("nosuch"));
 }
 
 static void test_usage_mentions_options(void **state)

@@ -29,6 +29,7 @@
 #include "common/util.h"
 #include "controller/http.h"
 #include "tests/controller/loop_thread.h"
+#include "tests/transport/invmeta_json.h"
 #include "transport/frame.h"
 
 static char home[64], base[64];
@@ -61,15 +62,22 @@ const char *__lsan_default_suppressions(void)
 
 /* ---- the fake worker ---------------------------------------------------------------------- */
 
+/* A RESULT meta is written here as v1 JSON and sent binary (invmeta_json.h). */
 static void send_frame(int fd, uint8_t type, uint32_t id, const char *meta, const void *data,
                        size_t len)
 {
-    uint8_t pre[SHOAL_FRAME_PREFIX_SIZE];
-    shoal_frame_encode(pre, type, id, strlen(meta), len);
+    uint8_t pre[SHOAL_FRAME_PREFIX_SIZE], *bin = NULL;
+    size_t mlen = strlen(meta);
+    if (type == SHOAL_FRAME_RESULT && (bin = ij_result_from_json(meta, &mlen)) != NULL)
+        meta = (const char *)bin;
+    else
+        mlen = strlen(meta);
+    shoal_frame_encode(pre, type, id, mlen, len);
     shoal_util_write_all(fd, pre, sizeof(pre));
-    shoal_util_write_all(fd, meta, strlen(meta));
+    shoal_util_write_all(fd, meta, mlen);
     if (len)
         shoal_util_write_all(fd, data, len);
+    free(bin);
 }
 
 /* Behaves according to the invoked function's name. */
@@ -87,7 +95,15 @@ static void serve_invoke(int fd, uint32_t id, json_t *meta, const uint8_t *data,
                          json_string_value(json_object_get(group, "transport")));
         send_frame(fd, SHOAL_FRAME_RESULT, id, "{\"ok\":true,\"status\":203}", out, (size_t)n);
     } else if (strcmp(name, "meta") == 0) {
-        char *m = json_dumps(json_object_get(meta, "meta"), JSON_COMPACT);
+        /* What the function would see: the list, plus what a worker adds from the INVOKE's own
+         * fields (the list must not carry those: "listed_id" tells). */
+        json_t *fm = json_deep_copy(json_object_get(meta, "meta"));
+        if (json_object_get(fm, "invocation_id") != NULL)
+            json_object_set_new(fm, "listed_id", json_true());
+        json_object_set(fm, "invocation_id", json_object_get(meta, "invocation_id"));
+        json_object_set_new(fm, "function", json_string(name));
+        char *m = json_dumps(fm, JSON_COMPACT);
+        json_decref(fm);
         send_frame(fd, SHOAL_FRAME_RESULT, id,
                    "{\"ok\":true,\"headers\":{\"content-type\":\"application/json\"}}", m,
                    strlen(m));
@@ -119,7 +135,7 @@ static void *run_worker(void *arg)
     if (connect(fd, (struct sockaddr *)&a, sizeof(a)) < 0)
         return NULL;
     setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-    send_frame(fd, SHOAL_FRAME_HELLO, 0, "{\"node\":\"fake\",\"slots\":8,\"pid\":1,\"protocol\":1}",
+    send_frame(fd, SHOAL_FRAME_HELLO, 0, "{\"node\":\"fake\",\"slots\":8,\"pid\":1,\"protocol\":2}",
                NULL, 0);
     while (!atomic_load(&worker_stop)) {
         struct pollfd p = {fd, POLLIN, 0};
@@ -139,7 +155,8 @@ static void *run_worker(void *arg)
         const uint8_t *data;
         size_t mlen, dlen;
         shoal_frame_split(payload, h.len, &m, &mlen, &data, &dlen);
-        json_t *meta = json_loadb(m, mlen, 0, NULL);
+        json_t *meta = h.type == SHOAL_FRAME_INVOKE ? ij_invoke_to_json(m, mlen)
+                                                    : json_loadb(m, mlen, 0, NULL);
         if (h.type == SHOAL_FRAME_FUNC) {
             atomic_fetch_add(&funcs_seen, 1);
             usleep(50000); /* a slow acknowledgement: the deploy answer must wait for it */
@@ -519,6 +536,7 @@ static void test_invoke(void **state)
     assert_string_equal(json_string_value(json_object_get(j, "header:x-foo")), "first, second");
     assert_string_equal(json_string_value(json_object_get(j, "invocation_id")), id);
     assert_string_equal(json_string_value(json_object_get(j, "function")), "meta");
+    assert_null(json_object_get(j, "listed_id"));
     json_decref(j);
     resp_free(&r);
 

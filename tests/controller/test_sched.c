@@ -30,6 +30,7 @@
 #include "controller/sched.h"
 #include "tests/controller/loop_thread.h"
 #include "transport/frame.h"
+#include "tests/transport/invmeta_json.h"
 
 /* ---- the system under test (its loop runs on loop_thread.h's thread) ---------------------- */
 
@@ -66,9 +67,11 @@ static void on_result(void *opaque, const shoal_inv_result_t *res)
         memcpy(r->data, res->data, res->len);
     r->data[res->len] = '\0';
     r->has_worker_meta = res->worker_meta != NULL;
-    if (res->headers && json_string_value(json_object_get(res->headers, "x-a")))
+    json_t *hd = ij_kv_object(res->headers, res->headers_len);
+    if (json_string_value(json_object_get(hd, "x-a")))
         snprintf(r->header_xa, sizeof(r->header_xa), "%s",
-                 json_string_value(json_object_get(res->headers, "x-a")));
+                 json_string_value(json_object_get(hd, "x-a")));
+    json_decref(hd);
     r->done++;
     pthread_cond_broadcast(&cv);
     pthread_mutex_unlock(&mu);
@@ -236,15 +239,23 @@ static int fw_connect(int timeout_ms)
     return fd;
 }
 
+/* Sends a frame; a RESULT's meta is written as v1 JSON here and goes out binary
+ * (invmeta_json.h), unless it is not even JSON (malformed-meta tests send it as it is). */
 static void fw_send(int fd, uint8_t type, uint32_t id, const char *meta, const void *data,
                     size_t len)
 {
-    uint8_t pre[SHOAL_FRAME_PREFIX_SIZE];
-    assert_int_equal(shoal_frame_encode(pre, type, id, strlen(meta), len), 0);
+    uint8_t pre[SHOAL_FRAME_PREFIX_SIZE], *bin = NULL;
+    size_t mlen = strlen(meta);
+    if (type == SHOAL_FRAME_RESULT && (bin = ij_result_from_json(meta, &mlen)) != NULL)
+        meta = (const char *)bin;
+    else
+        mlen = strlen(meta);
+    assert_int_equal(shoal_frame_encode(pre, type, id, mlen, len), 0);
     assert_int_equal(shoal_util_write_all(fd, pre, sizeof(pre)), 0);
-    assert_int_equal(shoal_util_write_all(fd, meta, strlen(meta)), 0);
+    assert_int_equal(shoal_util_write_all(fd, meta, mlen), 0);
     if (len)
         assert_int_equal(shoal_util_write_all(fd, data, len), 0);
+    free(bin);
 }
 
 /* Reads one frame; 0, or -1 on timeout or end of stream. */
@@ -265,7 +276,13 @@ static int fw_recv(int fd, frame_t *f)
         return -1;
     }
     assert_int_equal(shoal_frame_split(payload, f->h.len, &meta, &mlen, &data, &dlen), 0);
-    f->meta = json_loadb(meta, mlen, 0, NULL);
+    /* Binary metas are checked through their v1 JSON shape (invmeta_json.h). */
+    if (f->h.type == SHOAL_FRAME_INVOKE)
+        f->meta = ij_invoke_to_json(meta, mlen);
+    else if (f->h.type == SHOAL_FRAME_CALL_RESULT || f->h.type == SHOAL_FRAME_RESULT)
+        f->meta = ij_result_to_json(meta, mlen);
+    else
+        f->meta = json_loadb(meta, mlen, 0, NULL);
     assert_non_null(f->meta);
     f->raw = malloc(mlen + 1);
     memcpy(f->raw, meta, mlen);
@@ -277,6 +294,17 @@ static int fw_recv(int fd, frame_t *f)
     f->len = dlen;
     free(payload);
     return 0;
+}
+
+/* The frame's meta is byte for byte the binary form of the v1 JSON RESULT meta json. */
+static void expect_raw_result(const frame_t *f, const char *json)
+{
+    size_t len;
+    uint8_t *bin = ij_result_from_json(json, &len);
+    assert_non_null(bin);
+    assert_int_equal(f->raw_len, len);
+    assert_memory_equal(f->raw, bin, len);
+    free(bin);
 }
 
 static void fw_expect(int fd, uint8_t type, frame_t *f)
@@ -307,7 +335,7 @@ static int fw_hello(const char *node, int slots, frame_t *welcome)
 {
     char meta[128];
     int fd = fw_connect(3000);
-    snprintf(meta, sizeof(meta), "{\"node\":\"%s\",\"slots\":%d,\"pid\":42,\"protocol\":1}", node,
+    snprintf(meta, sizeof(meta), "{\"node\":\"%s\",\"slots\":%d,\"pid\":42,\"protocol\":2}", node,
              slots);
     fw_send(fd, SHOAL_FRAME_HELLO, 0, meta, NULL, 0);
     fw_expect(fd, SHOAL_FRAME_WELCOME, welcome);
@@ -560,7 +588,7 @@ static void test_malformed_frames(void **state)
     close(fd);
 
     fd = fw_connect(2000);
-    fw_send(fd, SHOAL_FRAME_HELLO, 0, "{\"node\":\"x\",\"slots\":1,\"protocol\":2}", NULL, 0);
+    fw_send(fd, SHOAL_FRAME_HELLO, 0, "{\"node\":\"x\",\"slots\":1,\"protocol\":1}", NULL, 0);
     assert_true(fw_closed(fd, why, sizeof(why)));
     assert_non_null(strstr(why, "protocol"));
     close(fd);
@@ -570,6 +598,37 @@ static void test_malformed_frames(void **state)
     fw_send(fd, SHOAL_FRAME_RESULT, 1, "{not json", NULL, 0);
     assert_true(fw_closed(fd, why, sizeof(why)));
     assert_non_null(strstr(why, "RESULT"));
+    close(fd);
+
+    /* A binary RESULT meta one byte short of what its lengths announce: refused, not read. */
+    {
+        size_t blen;
+        uint8_t *bin =
+            ij_result_from_json("{\"ok\":false,\"kind\":\"function\",\"error\":\"e\"}", &blen);
+        uint8_t p2[SHOAL_FRAME_PREFIX_SIZE];
+        assert_non_null(bin);
+        fd = fw_hello("short-result", 1, &w);
+        frame_free(&w);
+        assert_int_equal(shoal_frame_encode(p2, SHOAL_FRAME_RESULT, 1, blen - 1, 0), 0);
+        assert_int_equal(shoal_util_write_all(fd, p2, sizeof(p2)), 0);
+        assert_int_equal(shoal_util_write_all(fd, bin, blen - 1), 0);
+        assert_true(fw_closed(fd, why, sizeof(why)));
+        assert_string_equal(why, "malformed RESULT meta");
+        close(fd);
+        free(bin);
+    }
+
+    /* A peer speaking frame protocol version 1 is refused with a message naming ours. */
+    fd = fw_connect(2000);
+    {
+        uint8_t v1[SHOAL_FRAME_PREFIX_SIZE + 2];
+        assert_int_equal(shoal_frame_encode(v1, SHOAL_FRAME_HELLO, 0, 2, 0), 0);
+        v1[4] = 1;
+        memcpy(v1 + SHOAL_FRAME_PREFIX_SIZE, "{}", 2);
+        assert_int_equal(shoal_util_write_all(fd, v1, sizeof(v1)), 0);
+    }
+    assert_true(fw_closed(fd, why, sizeof(why)));
+    assert_non_null(strstr(why, "speaks version 2"));
     close(fd);
 
     fd = fw_hello("oversized", 1, &w);
@@ -838,14 +897,16 @@ static void test_call_relay(void **state)
     fw_expect(fd, SHOAL_FRAME_INVOKE, &inv);
     assert_int_equal(json_integer_value(json_object_get(inv.meta, "depth")), 3);
     assert_true(json_integer_value(json_object_get(inv.meta, "timeout_ms")) <= 500);
-    assert_string_equal(
-        json_string_value(json_object_get(json_object_get(inv.meta, "meta"), "function")), "echo");
+    assert_string_equal(json_string_value(json_object_get(json_object_get(inv.meta, "fn"), "name")),
+                        "echo");
+    /* The worker names the invocation and the function itself: they are not in the list. */
+    assert_null(json_object_get(json_object_get(inv.meta, "meta"), "function"));
     assert_memory_equal(inv.data, "in", 2);
     static const char RMETA[] = "{\"ok\":true,\"status\":200,\"headers\":{},\"extra\":[1,2]}";
     fw_send(fd, SHOAL_FRAME_RESULT, inv.h.id, RMETA, "out", 3);
     fw_expect(fd, SHOAL_FRAME_CALL_RESULT, &f);
     assert_int_equal(f.h.id, 55);
-    assert_string_equal(f.raw, RMETA); /* relayed verbatim */
+    expect_raw_result(&f, RMETA); /* relayed verbatim */
     assert_int_equal(f.len, 3);
     assert_memory_equal(f.data, "out", 3);
     frame_free(&f);
@@ -1300,7 +1361,7 @@ static void test_group_call(void **state)
     fw_send(fd, SHOAL_FRAME_RESULT, inv.h.id, RMETA, "rank0", 5);
     fw_expect(fd, SHOAL_FRAME_CALL_RESULT, &f);
     assert_int_equal(f.h.id, 70);
-    assert_string_equal(f.raw, RMETA);
+    expect_raw_result(&f, RMETA);
     assert_memory_equal(f.data, "rank0", 5);
     frame_free(&f);
     frame_free(&inv);

@@ -488,7 +488,7 @@ static void test_pre_hello(void **state)
     free(big);
 
     /* A HELLO without the key. */
-    const char *meta = "{\"node\":\"intruder\",\"slots\":4,\"pid\":1,\"protocol\":1}";
+    const char *meta = "{\"node\":\"intruder\",\"slots\":4,\"pid\":1,\"protocol\":2}";
     fd = connect_workers_port();
     assert_int_equal(shoal_frame_encode(prefix, SHOAL_FRAME_HELLO, 0, strlen(meta), 0), 0);
     assert_int_equal(shoal_util_write_all(fd, prefix, sizeof(prefix)), 0);

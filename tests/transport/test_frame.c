@@ -39,7 +39,9 @@ static void test_decode_errors(void **state)
     pre[0] ^= 1;
     assert_int_equal(shoal_frame_decode_hdr(pre, 1000, &h), -EPROTO);
     shoal_frame_encode(pre, SHOAL_FRAME_HELLO, 1, 0, 0);
-    pre[4] = 2;
+    pre[4] = SHOAL_FRAME_VERSION + 1;
+    assert_int_equal(shoal_frame_decode_hdr(pre, 1000, &h), -EPROTONOSUPPORT);
+    pre[4] = 1; /* JSON-only metas: refused since version 2 */
     assert_int_equal(shoal_frame_decode_hdr(pre, 1000, &h), -EPROTONOSUPPORT);
     shoal_frame_encode(pre, 0, 1, 0, 0);
     assert_int_equal(shoal_frame_decode_hdr(pre, 1000, &h), -EPROTO);
@@ -140,6 +142,58 @@ static void test_reader_rejects_oversize(void **state)
     shoal_frame_reader_destroy(r);
 }
 
+/* LOG records: a round trip of several, and every truncation of the last is -EPROTO, never a
+ * read past the end. */
+static void test_log_records(void **state)
+{
+    uint8_t buf[256];
+    size_t off = 0, n;
+    shoal_frame_log_rec_t in = {.ts_ms = 0x0123456789abull,
+                                .rank = -1,
+                                .function = "hello",
+                                .function_len = 5,
+                                .invocation_id = "00ff",
+                                .invocation_id_len = 4,
+                                .text = "one\ntwo",
+                                .text_len = 7},
+                          out;
+    (void)state;
+
+    assert_int_equal(shoal_frame_log_put(buf, sizeof(buf), &off, &in), 0);
+    in.rank = 3;
+    in.text_len = 0;
+    assert_int_equal(shoal_frame_log_put(buf, sizeof(buf), &off, &in), 0);
+    n = off;
+    assert_int_equal(n, 2 * SHOAL_FRAME_LOG_REC_HDR + 2 * 9 + 7);
+    /* Does not fit: nothing written. */
+    off = n;
+    in.text_len = sizeof(buf);
+    assert_int_equal(shoal_frame_log_put(buf, sizeof(buf), &off, &in), -ENOSPC);
+    assert_int_equal(off, n);
+
+    off = 0;
+    assert_int_equal(shoal_frame_log_next(buf, n, &off, &out), 1);
+    assert_int_equal(out.ts_ms, 0x0123456789abull);
+    assert_int_equal(out.rank, -1);
+    assert_memory_equal(out.function, "hello", 5);
+    assert_memory_equal(out.invocation_id, "00ff", 4);
+    assert_int_equal(out.text_len, 7);
+    assert_memory_equal(out.text, "one\ntwo", 7);
+    assert_int_equal(shoal_frame_log_next(buf, n, &off, &out), 1);
+    assert_int_equal(out.rank, 3);
+    assert_int_equal(out.text_len, 0);
+    assert_int_equal(shoal_frame_log_next(buf, n, &off, &out), 0);
+    for (size_t cut = n - 1; cut > SHOAL_FRAME_LOG_REC_HDR + 16; cut--) {
+        off = 0;
+        assert_int_equal(shoal_frame_log_next(buf, cut, &off, &out), 1);
+        assert_int_equal(shoal_frame_log_next(buf, cut, &off, &out), -EPROTO);
+    }
+    /* A text length claiming 4 GiB in a short buffer. */
+    memset(buf + 16, 0xff, 4);
+    off = 0;
+    assert_int_equal(shoal_frame_log_next(buf, n, &off, &out), -EPROTO);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -148,6 +202,7 @@ int main(void)
         cmocka_unit_test(test_split),
         cmocka_unit_test(test_reader_splits),
         cmocka_unit_test(test_reader_rejects_oversize),
+        cmocka_unit_test(test_log_records),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -31,6 +31,7 @@
 #include <unistd.h>
 
 #include "common/util.h"
+#include "tests/transport/invmeta_json.h"
 #include "transport/frame.h"
 #include "worker/group.h"
 
@@ -110,18 +111,26 @@ static json_t *fn_json(const char *name, int version, int timeout_ms, int max_in
                      "memory_mb", 256, "min_warm", 0, "max_instances", max_instances);
 }
 
+/* Sends a frame whose meta is given as v1 JSON; INVOKE and CALL_RESULT metas go out binary
+ * (invmeta_json.h; an INVOKE carries its "fn" object in the extension). */
 static void send_frame(uint8_t type, uint32_t id, json_t *meta, const void *data, size_t len)
 {
     char *m = json_dumps(meta, JSON_COMPACT);
-    uint8_t pre[SHOAL_FRAME_PREFIX_SIZE];
+    uint8_t pre[SHOAL_FRAME_PREFIX_SIZE], *bin = NULL;
+    size_t mlen = strlen(m);
 
+    if (type == SHOAL_FRAME_INVOKE)
+        assert_non_null(bin = ij_invoke_from_json(meta, &mlen));
+    else if (type == SHOAL_FRAME_CALL_RESULT)
+        assert_non_null(bin = ij_result_from_json(m, &mlen));
     json_decref(meta);
-    assert_int_equal(shoal_frame_encode(pre, type, id, strlen(m), len), 0);
+    assert_int_equal(shoal_frame_encode(pre, type, id, mlen, len), 0);
     assert_int_equal(shoal_util_write_all(T.fd, pre, sizeof(pre)), 0);
-    assert_int_equal(shoal_util_write_all(T.fd, m, strlen(m)), 0);
+    assert_int_equal(shoal_util_write_all(T.fd, bin ? (char *)bin : m, mlen), 0);
     if (len > 0)
         assert_int_equal(shoal_util_write_all(T.fd, data, len), 0);
     free(m);
+    free(bin);
 }
 
 typedef struct {
@@ -158,7 +167,8 @@ static int read_frame(frame_t *f, int timeout_ms)
     assert_non_null(payload);
     assert_int_equal(shoal_util_read_all(T.fd, payload, f->hdr.len), 0);
     assert_int_equal(shoal_frame_split(payload, f->hdr.len, &meta, &mlen, &data, &dlen), 0);
-    f->meta = json_loadb(meta, mlen, 0, NULL);
+    f->meta = f->hdr.type == SHOAL_FRAME_RESULT ? ij_result_to_json(meta, mlen)
+                                                : json_loadb(meta, mlen, 0, NULL);
     assert_non_null(f->meta);
     f->len = dlen;
     f->data = malloc(dlen + 1);
@@ -185,6 +195,8 @@ static void expect(uint8_t type, frame_t *f)
             assert_true(i < NFN);
             send_frame(SHOAL_FRAME_ARTIFACT, f->hdr.id, json_pack("{s:s}", "sha256", sha), T.so[i],
                        T.so_len[i]);
+        } else if (f->hdr.type == SHOAL_FRAME_LOG) {
+            /* functions' log lines (frame.h LOG): e2e/test_worker_logs checks them */
         } else if (f->hdr.type == SHOAL_FRAME_STATUS) {
             T.statuses_seen++;
             json_decref(T.last_status);
@@ -291,7 +303,7 @@ static int setup(void **state)
     expect(SHOAL_FRAME_HELLO, &f);
     assert_string_equal(json_string_value(json_object_get(f.meta, "node")), "testnode");
     assert_int_equal(json_integer_value(json_object_get(f.meta, "slots")), 64);
-    assert_int_equal(json_integer_value(json_object_get(f.meta, "protocol")), 1);
+    assert_int_equal(json_integer_value(json_object_get(f.meta, "protocol")), 2);
     frame_free(&f);
     send_frame(SHOAL_FRAME_WELCOME, 0,
                json_pack("{s:s,s:[o,o]}", "worker_id", "w1", "functions",
@@ -383,6 +395,75 @@ static void test_errors(void **state)
     call(&r, fn_json("broken", 1, 60000, 4), NULL, 0, NULL);
     assert_string_equal(kind_of(&r), "function");
     assert_non_null(strstr(error_of(&r), "cannot load function"));
+    frame_free(&r);
+}
+
+/* Sends an INVOKE whose binary meta is given as is. */
+static void send_raw_invoke(uint32_t id, const uint8_t *meta, size_t len, const char *in)
+{
+    uint8_t pre[SHOAL_FRAME_PREFIX_SIZE];
+    assert_int_equal(shoal_frame_encode(pre, SHOAL_FRAME_INVOKE, id, len, strlen(in)), 0);
+    assert_int_equal(shoal_util_write_all(T.fd, pre, sizeof(pre)), 0);
+    assert_int_equal(shoal_util_write_all(T.fd, meta, len), 0);
+    assert_int_equal(shoal_util_write_all(T.fd, in, strlen(in)), 0);
+}
+
+/* The binary INVOKE meta as the controller sends it (name and version, no function object):
+ * served from the worker's own table; a version it lacks is not_found; a malformed meta (a
+ * list longer than the meta) is refused without the worker trusting its lengths; and the
+ * connection survives all of it. */
+static void test_invoke_binary_meta(void **state)
+{
+    uint8_t kv[128], meta[SHOAL_INVMETA_INVOKE_HEAD_MAX + 128];
+    size_t kv_len = 0;
+    shoal_invmeta_invoke_t m = {.function = "meta",
+                                .function_len = 4,
+                                .id = "bin-1",
+                                .id_len = 5,
+                                .version = 1,
+                                .timeout_ms = 60000};
+    frame_t r;
+    int n;
+    (void)state;
+
+    assert_int_equal(shoal_invmeta_kv_put(kv, sizeof(kv), &kv_len, "method", 6, "GET", 3), 0);
+    assert_int_equal(shoal_invmeta_kv_put(kv, sizeof(kv), &kv_len, "path", 4, "/p", 2), 0);
+    assert_int_equal(shoal_invmeta_kv_put(kv, sizeof(kv), &kv_len, "query", 5, "q", 1), 0);
+    assert_int_equal(shoal_invmeta_kv_put(kv, sizeof(kv), &kv_len, "header:X-Test", 13, "v", 1), 0);
+    assert_int_equal(shoal_invmeta_kv_put(kv, sizeof(kv), &kv_len, "function", 8, "forged", 6), 0);
+    m.kv_len = kv_len;
+    n = shoal_invmeta_invoke_head(meta, &m);
+    assert_true(n > 0);
+    memcpy(meta + n, kv, kv_len);
+    send_raw_invoke(++T.next_id, meta, (size_t)n + kv_len, "");
+    expect(SHOAL_FRAME_RESULT, &r);
+    assert_true(json_is_true(json_object_get(r.meta, "ok")));
+    /* The "meta" test function answers method|path|query|header:x-test|invocation_id|function:
+     * header names lower-cased, the function and invocation named by the worker, not the list. */
+    assert_string_equal((char *)r.data, "GET|/p|q|v|bin-1|meta");
+    frame_free(&r);
+
+    m.version = 99;
+    m.kv_len = 0;
+    n = shoal_invmeta_invoke_head(meta, &m);
+    send_raw_invoke(++T.next_id, meta, (size_t)n, "");
+    expect(SHOAL_FRAME_RESULT, &r);
+    assert_string_equal(kind_of(&r), "not_found");
+    assert_non_null(strstr(error_of(&r), "version 99"));
+    frame_free(&r);
+
+    m.version = 1;
+    m.kv_len = 1000; /* announced, not there */
+    n = shoal_invmeta_invoke_head(meta, &m);
+    send_raw_invoke(++T.next_id, meta, (size_t)n, "in");
+    expect(SHOAL_FRAME_RESULT, &r);
+    assert_string_equal(kind_of(&r), "internal");
+    assert_non_null(strstr(error_of(&r), "malformed INVOKE"));
+    frame_free(&r);
+
+    call(&r, fn_json("echo", 1, 60000, 4), "still up", 8, NULL);
+    assert_true(json_is_true(json_object_get(r.meta, "ok")));
+    assert_memory_equal(r.data, "still up", 8);
     frame_free(&r);
 }
 
@@ -992,6 +1073,7 @@ int main(void)
         cmocka_unit_test(test_echo),
         cmocka_unit_test(test_meta),
         cmocka_unit_test(test_errors),
+        cmocka_unit_test(test_invoke_binary_meta),
         cmocka_unit_test(test_crash_and_timeout),
         cmocka_unit_test(test_overload),
         cmocka_unit_test(test_calls),
