@@ -2,9 +2,15 @@
  * pingpong - the floor under shoal_call: two processes passing a token back and forth through a
  * word of shared memory with futex wait/wake, the least a cross-process round trip on one node
  * can cost when each side sleeps while it waits. Prints JSON: round-trip p50/p99 in µs.
+ *
+ * Both sides are pinned to one CPU: that is the floor's best case on a VM, where a wake-up on the
+ * same CPU costs a context switch (~0.9 us) but one on another, idle CPU an IPI and a halt exit
+ * (~29 us on the 2-vCPU machine of docs/benchmarks.md). Left to the scheduler the two land
+ * either way from run to run (1.7 or ~55 us), which would make any ratio to it noise.
  * Usage: pingpong [ROUNDS]
  */
 #include <linux/futex.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -27,6 +33,15 @@ static void fwake(_Atomic uint32_t *w)
     syscall(SYS_futex, w, FUTEX_WAKE, 1, NULL, NULL, 0);
 }
 
+static void pin(int cpu)
+{
+    cpu_set_t set;
+
+    CPU_ZERO(&set);
+    CPU_SET(cpu, &set);
+    sched_setaffinity(0, sizeof(set), &set); /* best effort: unpinned still measures */
+}
+
 static int cmp(const void *a, const void *b)
 {
     uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
@@ -45,6 +60,7 @@ int main(int argc, char **argv)
         return 1;
     /* w[0]: ping count written by the parent; w[16]: pong count written by the child. */
     if ((kid = fork()) == 0) {
+        pin(0);
         for (uint32_t i = 1; i <= (uint32_t)rounds; i++) {
             fwait(&w[0], i - 1);
             atomic_store_explicit(&w[16], i, memory_order_release);
@@ -52,6 +68,7 @@ int main(int argc, char **argv)
         }
         _exit(0);
     }
+    pin(0);
     for (uint32_t i = 1; i <= (uint32_t)rounds; i++) {
         uint64_t t0 = shoal_util_now_ns();
         atomic_store_explicit(&w[0], i, memory_order_release);
