@@ -13,6 +13,7 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -638,4 +639,25 @@ long proc_status_kib(pid_t pid, const char *field)
 long rss_kib(pid_t pid)
 {
     return proc_status_kib(pid, "VmRSS");
+}
+
+int cluster_shoal(cluster_t *c, char *out, size_t cap, const char *fmt, ...)
+{
+    char args[2048], cmd[4096];
+    va_list ap;
+    size_t n;
+    FILE *p;
+    int st;
+
+    va_start(ap, fmt);
+    vsnprintf(args, sizeof(args), fmt, ap);
+    va_end(ap);
+    snprintf(cmd, sizeof(cmd), "SHOAL_URL=%s SHOAL_TOKEN=%s '%s/shoal' %s 2>&1", c->url, c->token,
+             c->build, args);
+    if ((p = popen(cmd, "r")) == NULL)
+        return -1;
+    n = fread(out, 1, cap - 1, p);
+    out[n] = '\0';
+    st = pclose(p);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
 }

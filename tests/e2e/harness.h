@@ -101,6 +101,12 @@ int http_invoke(cluster_t *c, const char *name, const char *query, const void *i
  * what it got instead to stderr when not. */
 int http_is_error(const http_resp_t *resp, long status, const char *code);
 
+/* Runs `shoal ARGS` (ARGS printf-style, through sh) against c: SHOAL_URL and SHOAL_TOKEN set to
+ * c's. Its stdout and stderr land in out (NUL-terminated, cut at cap); returns its exit status,
+ * -1 if it did not exit normally. */
+int cluster_shoal(cluster_t *c, char *out, size_t cap, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
 /* Compiles C source text into <home>/<name>.so with `cc -shared -fPIC -I include`; returns
  * the path in a static buffer-per-call (out, outlen) or -1. */
 int build_function(cluster_t *c, const char *name, const char *source, char *out, size_t outlen);

@@ -877,26 +877,7 @@ static void test_trigger_validation(void **state)
 static char out[1 << 16];
 
 /* Runs `shoal ARGS` against C; returns its exit code, stdout+stderr in out. */
-static int shoal(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static int shoal(const char *fmt, ...)
-{
-    char args[2048], cmd[4096];
-    va_list ap;
-    FILE *p;
-    size_t n;
-    int st;
-
-    va_start(ap, fmt);
-    vsnprintf(args, sizeof(args), fmt, ap);
-    va_end(ap);
-    snprintf(cmd, sizeof(cmd), "SHOAL_URL=%s SHOAL_TOKEN=%s '%s/shoal' %s 2>&1", C.url, C.token,
-             C.build, args);
-    assert_non_null(p = popen(cmd, "r"));
-    n = fread(out, 1, sizeof(out) - 1, p);
-    out[n] = '\0';
-    st = pclose(p);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
+#define shoal(...) cluster_shoal(&C, out, sizeof(out), __VA_ARGS__)
 
 /* The 32-hex id in an {"id":"..."} answer. */
 static void id_of(const char *text, char id[33])

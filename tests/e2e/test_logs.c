@@ -249,22 +249,6 @@ static void test_bad_requests_and_delete(void **state)
     json_decref(j);
 }
 
-/* Runs `shoal --url URL ARGS` with the token; its output (stdout and stderr) into out, its exit
- * status returned. */
-static int shoal_cli(const char *args, char *out, size_t cap)
-{
-    char cmd[1024];
-    size_t n;
-    FILE *p;
-
-    snprintf(cmd, sizeof(cmd), "SHOAL_TOKEN=%s %s/shoal --url %s %s 2>&1", C.token, C.build, C.url,
-             args);
-    assert_non_null(p = popen(cmd, "r"));
-    n = fread(out, 1, cap - 1, p);
-    out[n] = '\0';
-    return WEXITSTATUS(pclose(p));
-}
-
 /* `shoal logs` prints TIME ID TEXT lines; a missing function is one line and exit 1. */
 static void test_cli(void **state)
 {
@@ -276,16 +260,16 @@ static void test_cli(void **state)
     invoke_ok("clitalk", NULL, "2:cli", id);
     j = wait_lines("/v1/functions/clitalk/logs", 4);
     json_decref(j);
-    assert_int_equal(shoal_cli("logs clitalk -n 3", out, sizeof(out)), 0);
+    assert_int_equal(cluster_shoal(&C, out, sizeof(out), "logs clitalk -n 3"), 0);
     /* The last three lines, each "TIME ID TEXT". */
     assert_null(strstr(out, "line 0 of cli"));
     assert_non_null(strstr(out, "line 1 of cli\n"));
     assert_non_null(strstr(out, "second half\n"));
     assert_non_null(strstr(out, id));
     assert_int_equal(out[4], '-');
-    assert_int_equal(shoal_cli("logs nosuch", out, sizeof(out)), 1);
+    assert_int_equal(cluster_shoal(&C, out, sizeof(out), "logs nosuch"), 1);
     assert_non_null(strstr(out, "shoal: logs nosuch: 404"));
-    assert_int_equal(shoal_cli("logs clitalk --tail 0", out, sizeof(out)), 2);
+    assert_int_equal(cluster_shoal(&C, out, sizeof(out), "logs clitalk --tail 0"), 2);
 }
 
 int main(void)
