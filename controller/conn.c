@@ -214,6 +214,21 @@ static void write_cb(uv_write_t *req, int status)
     free(w);
 }
 
+/* Copies the n buffers into dst, less their first skip bytes (what the socket already took). */
+static void copy_after(uint8_t *dst, const uv_buf_t *bufs, unsigned n, size_t skip)
+{
+    for (unsigned i = 0; i < n; i++) {
+        size_t blen = bufs[i].len;
+        if (skip >= blen) {
+            skip -= blen;
+            continue;
+        }
+        memcpy(dst, bufs[i].base + skip, blen - skip);
+        dst += blen - skip;
+        skip = 0;
+    }
+}
+
 /* Queues what the socket did not take (skip bytes of the n buffers were written) as one copied
  * write; 0 or -errno (then the stream is unusable if part of it was written). */
 static int queue_rest(shoal_conn_t *c, const uv_buf_t *bufs, unsigned n, size_t skip);
@@ -364,19 +379,8 @@ int shoal_conn_send(shoal_conn_t *c, uint8_t type, uint32_t id, const uv_buf_t *
     w->owned = data_free ? (void *)data : NULL;
     w->owned_free = data_free;
     w->copy_len = copy_len;
-    size_t off = 0, skip = written;
-    for (unsigned i = 0; i < n; i++) {
-        size_t blen = bufs[i].len;
-        if (data_free && len > 0 && i == n - 1)
-            break; /* the owned data part is not copied */
-        if (skip >= blen) {
-            skip -= blen;
-            continue;
-        }
-        memcpy(w->copy + off, bufs[i].base + skip, blen - skip);
-        off += blen - skip;
-        skip = 0;
-    }
+    /* The owned data part (the last buffer) is not copied. */
+    copy_after(w->copy, bufs, data_free && len > 0 ? n - 1 : n, written);
     uv_buf_t out[2];
     unsigned nout = 0;
     if (copy_len > 0)
@@ -399,7 +403,7 @@ fail:
 
 static int queue_rest(shoal_conn_t *c, const uv_buf_t *bufs, unsigned n, size_t skip)
 {
-    size_t total = 0, off = 0;
+    size_t total = 0;
     wreq_t *w;
     int err;
 
@@ -411,16 +415,7 @@ static int queue_rest(shoal_conn_t *c, const uv_buf_t *bufs, unsigned n, size_t 
     w->owned = NULL;
     w->owned_free = NULL;
     w->copy_len = total - skip;
-    for (unsigned i = 0; i < n; i++) {
-        size_t blen = bufs[i].len;
-        if (skip >= blen) {
-            skip -= blen;
-            continue;
-        }
-        memcpy(w->copy + off, bufs[i].base + skip, blen - skip);
-        off += blen - skip;
-        skip = 0;
-    }
+    copy_after(w->copy, bufs, n, skip);
     uv_buf_t out = uv_buf_init((char *)w->copy, (unsigned)w->copy_len);
     if ((err = uv_write(&w->req, (uv_stream_t *)&c->tcp, &out, 1, write_cb)) < 0) {
         free(w);
