@@ -218,9 +218,13 @@ static void on_timer(uv_timer_t *h)
         return;
     /* libuv times a timer from its loop's cached clock, which can lag the wall clock by the
      * time the loop spent since it last looked: a timer may go off a few ms before the firing
-     * it was armed for. That firing is this one; the next comes after it, not at it. */
-    if (now < g->due_ms)
-        now = g->due_ms;
+     * it was armed for. A firing never comes before its time (a cron "at the minute" must not
+     * run at 59.999 s): wait out the rest, with the loop's clock brought up to date. */
+    if (now < g->due_ms) {
+        uv_update_time(h->loop);
+        uv_timer_start(h, on_timer, g->due_ms - now, 0);
+        return;
+    }
     fire(g, now);
     arm(g, now);
 }
