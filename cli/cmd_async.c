@@ -16,7 +16,11 @@
 #include "input.h"
 #include "view.h"
 
-enum { OPT_WAIT = 1, OPT_FUNCTION, OPT_STATE, OPT_LIMIT, OPT_DATA, OPT_JSON };
+/* shoal result --wait polls every RESULT_POLL_MS, for at most --timeout seconds. */
+#define RESULT_POLL_MS 100
+#define RESULT_WAIT_DEFAULT_S 600
+
+enum { OPT_WAIT = 1, OPT_FUNCTION, OPT_STATE, OPT_LIMIT, OPT_DATA, OPT_JSON, OPT_TIMEOUT };
 
 /* GET path and print it as a table (view), or as indented JSON with --json: the way `shoal ls`
  * shows its listing. */
@@ -92,10 +96,12 @@ static int get_print(shoal_cli_t *cli, const char *what, const char *path, int r
 
 static int result_run(shoal_cli_t *cli, int argc, char **argv)
 {
-    static const shoal_cli_opt_t opts[] = {{"wait", 'w', 0, OPT_WAIT}, SHOAL_CLI_COMMON_OPTS};
+    static const shoal_cli_opt_t opts[] = {
+        {"wait", 'w', 0, OPT_WAIT}, {"timeout", 't', 1, OPT_TIMEOUT}, SHOAL_CLI_COMMON_OPTS};
     const char *pos[1], *vals[16] = {0};
     size_t n = 0;
-    char path[128];
+    char path[128], err[160];
+    uint64_t timeout_s = RESULT_WAIT_DEFAULT_S, polls = 0;
     int rc;
 
     if ((rc = parse(cli, &shoal_cli_cmd_result, argc, argv, opts, sizeof(opts) / sizeof(opts[0]),
@@ -103,8 +109,11 @@ static int result_run(shoal_cli_t *cli, int argc, char **argv)
         return rc;
     if (n != 1 || strlen(pos[0]) != 32 || strspn(pos[0], "0123456789abcdef") != 32)
         return shoal_cli_usage_error("result", "needs an invocation ID (32 hex digits)");
+    if (vals[OPT_TIMEOUT] != NULL && shoal_cli_args_u64("--timeout", vals[OPT_TIMEOUT], 1, 86400,
+                                                        &timeout_s, err, sizeof(err)) < 0)
+        return shoal_cli_usage_error("result", "%s", err);
     snprintf(path, sizeof(path), "/v1/invocations/%s", pos[0]);
-    for (;;) {
+    for (;; polls++) {
         shoal_cli_http_req_t req = {.method = "GET", .path = path, .max_mem = 1u << 20};
         shoal_cli_http_resp_t resp;
         if ((rc = shoal_cli_request(cli, "result", &req, &resp)) != SHOAL_CLI_EXIT_OK)
@@ -129,7 +138,10 @@ static int result_run(shoal_cli_t *cli, int argc, char **argv)
         }
         json_decref(root);
         shoal_cli_http_resp_free(&resp);
-        struct timespec ts = {0, 100000000};
+        if (polls >= timeout_s * (1000 / RESULT_POLL_MS))
+            return shoal_cli_fail("result: %s is still %s after %llu s (--timeout)", pos[0], state,
+                                  (unsigned long long)timeout_s);
+        struct timespec ts = {0, RESULT_POLL_MS * 1000000L};
         nanosleep(&ts, NULL);
     }
 }
@@ -245,9 +257,12 @@ static int publish_run(shoal_cli_t *cli, int argc, char **argv)
 
 const shoal_cli_cmd_t shoal_cli_cmd_result = {
     "result", "show an async invocation (with --wait: wait and print its output)",
-    "Usage: shoal result ID [--wait]\n\nShows the async invocation ID (GET /v1/invocations/ID).\n"
+    "Usage: shoal result ID [--wait [--timeout S]]\n\nShows the async invocation ID (GET "
+    "/v1/invocations/ID).\n"
     "With --wait, polls until it is final; then prints the output when it succeeded, else the\n"
-    "invocation (exit 1).\n\nOptions:\n  -w, --wait     wait for a final state\n" COMMON_HELP,
+    "invocation (exit 1). A wait gives up (exit 1) after --timeout seconds.\n\nOptions:\n"
+    "  -w, --wait       wait for a final state\n"
+    "  -t, --timeout S  how long --wait waits, 1..86400 seconds (default 600)\n" COMMON_HELP,
     result_run};
 const shoal_cli_cmd_t shoal_cli_cmd_invocations = {
     "invocations", "list async invocations, newest first",

@@ -893,7 +893,7 @@ static void id_of(const char *text, char id[33])
 
 static void test_cli(void **state)
 {
-    char id[33], fid[33], file[400];
+    char id[33], fid[33], nid[33], file[400];
     (void)state;
 
     deploy_src("cliecho", FN_ECHO, NULL);
@@ -910,6 +910,13 @@ static void test_cli(void **state)
     assert_int_equal(shoal("result %s --wait", fid), 1);
     assert_non_null(strstr(out, "\"failed\""));
     assert_int_not_equal(shoal("result nonsense"), 0);
+    /* --wait gives up after --timeout (the invocation hangs, paused, until its own 3 s). */
+    deploy_src("clinap", FN_MOODY, "timeout_ms=3000");
+    assert_int_equal(shoal("invoke clinap --async -d hang"), 0);
+    id_of(out, nid);
+    assert_int_equal(shoal("result %s --wait --timeout 1", nid), 1);
+    assert_non_null(strstr(out, "after 1 s (--timeout)"));
+    assert_int_equal(shoal("result %s --wait --timeout 0", nid), 2);
     /* invocations: a table, filtered. */
     assert_int_equal(shoal("invocations --function cliecho --state succeeded"), 0);
     assert_int_equal(strncmp(out, "ID ", 3), 0);
