@@ -2037,7 +2037,8 @@ static int log_id_ok(const char *id, size_t len)
 }
 
 /* LOG: functions' log records, split into lines and kept with their functions (logs.h). Lines
- * of functions that no longer exist are dropped; a malformed record is a protocol error. */
+ * of functions that no longer exist, or with an invocation id we never hand out, are dropped;
+ * a truncated record is a protocol error. */
 static int on_log(worker_t *w, const shoal_frame_hdr *h, const uint8_t *payload)
 {
     shoal_sched_t *s = w->s;
@@ -2066,11 +2067,8 @@ static int on_log(worker_t *w, const shoal_frame_hdr *h, const uint8_t *payload)
                                  .node = w->node};
         const char *p = rec.text, *end = rec.text + rec.text_len;
 
-        if (!log_id_ok(rec.invocation_id, rec.invocation_id_len)) {
-            shoal_conn_close(w->conn, "LOG record with a malformed invocation id");
-            return 0;
-        }
-        if (e == NULL || e->deleted)
+        /* A line we cannot file is dropped; it is no reason to lose the worker. */
+        if (e == NULL || e->deleted || !log_id_ok(rec.invocation_id, rec.invocation_id_len))
             continue;
         if (e->logs == NULL && (e->logs = shoal_logs_create(
                                     s->o.log_cap ? s->o.log_cap : SHOAL_LOGS_DEFAULT_CAP)) == NULL)
