@@ -12,6 +12,11 @@ enum { SHOAL_TRACE_ERROR, SHOAL_TRACE_WARN, SHOAL_TRACE_INFO, SHOAL_TRACE_DEBUG 
 
 /* Sets the program name printed on each line and reads SHOAL_LOG. Call once from main. */
 void shoal_trace_init(const char *program);
+/* From now on, lines that stderr does not take at once (a stuck pipe or socket) are dropped,
+ * counted, and the count is said with the next line that fits, instead of the writer waiting.
+ * For processes whose event loop must never stall (the worker). Call once from main, after
+ * shoal_trace_init and before any thread starts. */
+void shoal_trace_nonblocking(void);
 /* Writes one line at the given level if the level is enabled. */
 void shoal_trace_printf(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 

@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -270,4 +271,34 @@ int shoal_util_exe_dir(char *buf, size_t size)
         return -EINVAL;
     *slash = '\0';
     return 0;
+}
+
+void shoal_util_errout_open(shoal_util_errout_t *o)
+{
+    struct stat st;
+
+    o->fd = STDERR_FILENO;
+    o->sock = 0;
+    if (fstat(STDERR_FILENO, &st) < 0)
+        return;
+    o->sock = S_ISSOCK(st.st_mode);
+    if (S_ISFIFO(st.st_mode) || S_ISCHR(st.st_mode)) {
+        int fd = open("/proc/self/fd/2", O_WRONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
+        if (fd > STDERR_FILENO)
+            o->fd = fd;
+        else if (fd >= 0)
+            close(fd);
+    }
+}
+
+ssize_t shoal_util_errout_put(const shoal_util_errout_t *o, const void *p, size_t len)
+{
+    return o->sock ? send(o->fd, p, len, MSG_DONTWAIT | MSG_NOSIGNAL) : write(o->fd, p, len);
+}
+
+void shoal_util_errout_close(shoal_util_errout_t *o)
+{
+    if (o->fd > STDERR_FILENO)
+        close(o->fd);
+    o->fd = STDERR_FILENO;
 }

@@ -36,6 +36,22 @@ int shoal_util_read_file(const char *path, size_t max, char **out, size_t *len);
  * On failure nothing is left at path or beside it. */
 int shoal_util_write_file_durable(const char *path, const void *data, size_t len, mode_t mode);
 
+/* A writer to stderr that never waits for a slow reader (a stuck pipe, a busy journald): for a
+ * pipe, FIFO or terminal a non-blocking open file description of its own (reopened through
+ * /proc/self/fd/2, so O_NONBLOCK does not leak to whoever shares fd 2), for a socket
+ * send(MSG_DONTWAIT) on fd 2, for anything else fd 2 itself (a file's writes do not wait). */
+typedef struct {
+    int fd;
+    int sock;
+} shoal_util_errout_t;
+/* Sets o up for the current fd 2. */
+void shoal_util_errout_open(shoal_util_errout_t *o);
+/* Writes what stderr takes now: bytes written, or -1 with errno (EAGAIN when it is full). A
+ * write of at most PIPE_BUF bytes to a pipe is whole or nothing. */
+ssize_t shoal_util_errout_put(const shoal_util_errout_t *o, const void *p, size_t len);
+/* Closes the descriptor o opened (never fd 2). */
+void shoal_util_errout_close(shoal_util_errout_t *o);
+
 /* vsnprintf into buf (size > 0) that returns the length it kept, for callers that pass the text
  * on with its length: 0 after an encoding error, size - 1 when the text was truncated. */
 size_t shoal_util_vfmt(char *buf, size_t size, const char *fmt, va_list ap)

@@ -256,5 +256,7 @@ int main(int argc, char **argv)
             return 2;
     }
     shoal_trace_init("shoal-worker");
+    /* The worker's loop carries every invocation of its node: it must not wait on its stderr. */
+    shoal_trace_nonblocking();
     return shoal_worker_run(&cfg);
 }

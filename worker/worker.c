@@ -435,53 +435,25 @@ void shoal_worker_changed(shoal_worker_t *w)
     w->status_dirty = 1;
 }
 
-/* A non-blocking descriptor for stderr that is ours alone: reopening /proc/self/fd/2 gives a pipe,
- * FIFO or terminal a new open file description, so O_NONBLOCK does not leak to the process that
- * shares the original (a shell, a supervisor). A socket (journald's stderr) cannot be reopened:
- * fd 2 itself is used with send(MSG_DONTWAIT), which does not wait whatever the descriptor's
- * flags. A regular file's writes do not wait on a reader: fd 2 itself. */
-static int log_fd(shoal_worker_t *w)
-{
-    struct stat st;
-
-    if (w->log_fd > 0)
-        return w->log_fd;
-    w->log_fd = STDERR_FILENO;
-    if (fstat(STDERR_FILENO, &st) < 0)
-        return w->log_fd;
-    w->log_sock = S_ISSOCK(st.st_mode);
-    if (S_ISFIFO(st.st_mode) || S_ISCHR(st.st_mode)) {
-        int fd = open("/proc/self/fd/2", O_WRONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
-        if (fd > STDERR_FILENO)
-            w->log_fd = fd;
-        else if (fd >= 0)
-            close(fd);
-    }
-    return w->log_fd;
-}
-
-static ssize_t log_put(shoal_worker_t *w, int fd, const void *p, size_t len)
-{
-    return w->log_sock ? send(fd, p, len, MSG_DONTWAIT | MSG_NOSIGNAL) : write(fd, p, len);
-}
-
 /* Writes what it can without waiting: the event loop must never stall on a slow reader of the
  * worker's stderr. What does not fit now is dropped and counted. */
 static void log_write(shoal_worker_t *w, const char *p, size_t len)
 {
-    int fd = log_fd(w);
-
+    if (!w->errout_ready) {
+        shoal_util_errout_open(&w->errout);
+        w->errout_ready = 1;
+    }
     if (w->log_dropped > 0) {
         char note[96];
         int n = snprintf(note, sizeof(note),
                          "shoal-worker: %llu bytes of function logs dropped: stderr is slow\n",
                          (unsigned long long)w->log_dropped);
-        if (log_put(w, fd, note, (size_t)n) != n)
+        if (shoal_util_errout_put(&w->errout, note, (size_t)n) != n)
             goto drop; /* still full (or the note went out in part: the count stays) */
         w->log_dropped = 0;
     }
     while (len > 0) {
-        ssize_t n = log_put(w, fd, p, len);
+        ssize_t n = shoal_util_errout_put(&w->errout, p, len);
         if (n < 0 && errno == EINTR)
             continue;
         if (n <= 0)
@@ -1839,8 +1811,8 @@ int shoal_worker_run(const shoal_worker_config_t *cfg)
     shoal_pools_destroy(&w->pools);
     shoal_strbuf_free(&w->tmp);
     free(w->logq);
-    if (w->log_fd > STDERR_FILENO)
-        close(w->log_fd);
+    if (w->errout_ready)
+        shoal_util_errout_close(&w->errout);
     if (uv_loop_close(&w->loop) != 0)
         SHOAL_WARN("the loop still had handles at exit");
     free(w);

@@ -28,6 +28,7 @@
 #include <sys/types.h>
 #include <uv.h>
 
+#include "common/util.h"
 #include "transport/channel.h"
 #include "worker/jsonw.h"
 #include "worker/pool.h"
@@ -209,8 +210,8 @@ struct shoal_worker {
     uint8_t upbuf[SHOAL_CHANNEL_UP_CAP];
     /* functions' logs: a non-blocking fd of our own onto stderr (see shoal_worker_log), and the
      * bytes dropped because stderr did not keep up, reported with the next line that fits */
-    int log_fd;
-    int log_sock; /* stderr is a socket: written with send(MSG_DONTWAIT) */
+    shoal_util_errout_t errout; /* stderr, written without waiting (util.h) */
+    int errout_ready;
     uint64_t log_dropped;
     /* ... and the same lines queued for the controller as LOG records (frame.h), sent by
      * log_timer; what does not fit the queue is counted in logq_dropped */
