@@ -302,3 +302,11 @@ void shoal_util_errout_close(shoal_util_errout_t *o)
         close(o->fd);
     o->fd = STDERR_FILENO;
 }
+
+int shoal_util_lower_hex(const char *s, size_t len)
+{
+    for (size_t i = 0; i < len; i++)
+        if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f')))
+            return 0;
+    return 1;
+}

@@ -60,6 +60,10 @@ size_t shoal_util_vfmt(char *buf, size_t size, const char *fmt, va_list ap)
 /* Creates a directory and its parents (like mkdir -p); 0 if it already exists. */
 int shoal_util_mkdir_p(const char *path, mode_t mode);
 
+/* Whether s[0..len) is all lower-case hex digits (ids, SHA-256s as Shoal writes them); true for
+ * len 0. */
+int shoal_util_lower_hex(const char *s, size_t len);
+
 /* Whether name is a valid function/trigger name: [a-z0-9][a-z0-9_-]{0,62}. */
 int shoal_util_name_valid(const char *name);
 

@@ -308,7 +308,7 @@ int shoal_api_parse_logs_query(const char *q, size_t len, shoal_api_logs_params_
                                size_t errlen)
 {
     shoal_api_param_t p;
-    size_t pos = 0, i;
+    size_t pos = 0;
     unsigned seen = 0, bit;
 
     memset(out, 0, sizeof(*out));
@@ -340,10 +340,7 @@ int shoal_api_parse_logs_query(const char *q, size_t len, shoal_api_logs_params_
                 return -EINVAL;
             }
         } else {
-            for (i = 0; p.val != NULL && i < p.val_len; i++)
-                if (!((p.val[i] >= '0' && p.val[i] <= '9') || (p.val[i] >= 'a' && p.val[i] <= 'f')))
-                    break;
-            if (p.val == NULL || p.val_len != 32 || i != p.val_len) {
+            if (p.val == NULL || p.val_len != 32 || !shoal_util_lower_hex(p.val, p.val_len)) {
                 snprintf(err, errlen, "invocation must be an invocation id (32 hex digits)");
                 return -EINVAL;
             }

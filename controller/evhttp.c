@@ -195,12 +195,7 @@ void shoal_evhttp_async(shoal_evhttp_t *eh, h2o_req_t *req, const char *function
 
 static int id_valid(const char *s, size_t len)
 {
-    if (len != 32)
-        return 0;
-    for (size_t i = 0; i < len; i++)
-        if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f')))
-            return 0;
-    return 1;
+    return len == 32 && shoal_util_lower_hex(s, len);
 }
 
 static void query_of(const h2o_req_t *req, const char **q, size_t *len)

@@ -26,6 +26,7 @@
 #include <unistd.h>
 
 #include "common/trace.h"
+#include "common/util.h"
 #include "controller/sqlutil.h"
 
 #define SCHEMA_VERSION 2
@@ -97,14 +98,7 @@ static int step_err(void *ctx, int rc)
 
 int shoal_registry_sha_valid(const char *s)
 {
-    size_t i;
-
-    if (s == NULL)
-        return 0;
-    for (i = 0; i < 64; i++)
-        if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f')))
-            return 0;
-    return s[64] == '\0';
+    return s != NULL && strnlen(s, 65) == 64 && shoal_util_lower_hex(s, 64);
 }
 
 static int artifact_path(const shoal_registry_t *r, const char *sha, char *buf, size_t size)

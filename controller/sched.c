@@ -2028,12 +2028,7 @@ static int on_status(worker_t *w, const shoal_frame_hdr *h, const uint8_t *paylo
  * it goes into JSON and terminals later. */
 static int log_id_ok(const char *id, size_t len)
 {
-    if (len > SHOAL_LOGS_ID_MAX)
-        return 0;
-    for (size_t i = 0; i < len; i++)
-        if (!((id[i] >= '0' && id[i] <= '9') || (id[i] >= 'a' && id[i] <= 'f')))
-            return 0;
-    return 1;
+    return len <= SHOAL_LOGS_ID_MAX && shoal_util_lower_hex(id, len);
 }
 
 /* LOG: functions' log records, split into lines and kept with their functions (logs.h). Lines

@@ -21,18 +21,15 @@ int shoal_fn_from_json(const json_t *o, shoal_fn_t *fn)
 {
     const char *name, *sha;
     uint64_t v;
-    size_t i;
 
     memset(fn, 0, sizeof(*fn));
     if (!json_is_object(o))
         return -EINVAL;
     name = json_string_value(json_object_get(o, "name"));
     sha = json_string_value(json_object_get(o, "sha256"));
-    if (name == NULL || !shoal_util_name_valid(name) || sha == NULL || strlen(sha) != 64)
+    if (name == NULL || !shoal_util_name_valid(name) || sha == NULL || strlen(sha) != 64 ||
+        !shoal_util_lower_hex(sha, 64))
         return -EINVAL;
-    for (i = 0; i < 64; i++)
-        if (!((sha[i] >= '0' && sha[i] <= '9') || (sha[i] >= 'a' && sha[i] <= 'f')))
-            return -EINVAL;
     strcpy(fn->name, name);
     strcpy(fn->sha256, sha);
     if (get_u64(o, "version", 1, INT64_MAX, &fn->version) < 0)

@@ -111,12 +111,27 @@ static void test_exe_dir(void **state)
     assert_non_null(strstr(dir, "tests/common"));
 }
 
+static void test_lower_hex(void **state)
+{
+    (void)state;
+    assert_true(shoal_util_lower_hex("0123456789abcdef", 16));
+    assert_true(shoal_util_lower_hex("", 0));
+    assert_true(shoal_util_lower_hex("abcX", 3)); /* only the first len bytes count */
+    assert_false(shoal_util_lower_hex("abcX", 4));
+    assert_false(shoal_util_lower_hex("ABCDEF", 6));
+    assert_false(shoal_util_lower_hex("g", 1));
+    assert_false(shoal_util_lower_hex("a\0b", 3));
+    assert_false(shoal_util_lower_hex("/", 1)); /* the neighbours of the ranges */
+    assert_false(shoal_util_lower_hex(":", 1));
+    assert_false(shoal_util_lower_hex("`", 1));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_names),   cmocka_unit_test(test_parse_u64),
         cmocka_unit_test(test_sha256),  cmocka_unit_test(test_files),
-        cmocka_unit_test(test_exe_dir),
+        cmocka_unit_test(test_exe_dir), cmocka_unit_test(test_lower_hex),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
