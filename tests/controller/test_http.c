@@ -206,8 +206,10 @@ static size_t on_header(char *p, size_t sz, size_t n, void *ud)
     return k;
 }
 
-static resp_t req(const char *method, const char *path, const void *body, size_t len,
-                  const char *extra_header, long timeout_ms)
+/* expect100: send "Expect: 100-continue" and wait for the server's answer before the body, as
+ * curl and the CLI do for large uploads; the other requests send the body at once. */
+static resp_t req_full(const char *method, const char *path, const void *body, size_t len,
+                       const char *extra_header, long timeout_ms, int expect100)
 {
     CURL *c = curl_easy_init();
     struct curl_slist *hs = NULL;
@@ -224,7 +226,9 @@ static resp_t req(const char *method, const char *path, const void *body, size_t
         curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
         curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)len);
     }
-    hs = curl_slist_append(hs, "Expect:");
+    hs = curl_slist_append(hs, expect100 ? "Expect: 100-continue" : "Expect:");
+    if (expect100)
+        curl_easy_setopt(c, CURLOPT_EXPECT_100_TIMEOUT_MS, 10000L);
     hs = curl_slist_append(hs, "Content-Type:");
     if (extra_header) {
         hs = curl_slist_append(hs, extra_header);
@@ -241,6 +245,12 @@ static resp_t req(const char *method, const char *path, const void *body, size_t
     curl_slist_free_all(hs);
     curl_easy_cleanup(c);
     return r;
+}
+
+static resp_t req(const char *method, const char *path, const void *body, size_t len,
+                  const char *extra_header, long timeout_ms)
+{
+    return req_full(method, path, body, len, extra_header, timeout_ms, 0);
 }
 
 static void resp_free(resp_t *r)
@@ -476,13 +486,20 @@ static void test_functions_api(void **state)
     assert_non_null(strstr(r.headers, "allow: get, head, put, delete"));
     resp_free(&r);
 
-    /* Over --max-body: h2o refuses before the handler runs. */
+    /* Over --max-body: h2o refuses from the Content-Length alone, before the handler runs. A
+     * client that waits for 100-continue always reads the 413. One that sends the body anyway
+     * may instead see the connection reset (h2o closes with the body unread); either way nothing
+     * is stored and the controller goes on. */
     size_t big = 2u << 20;
     char *huge = calloc(1, big);
-    r = req("PUT", "/v1/functions/huge", huge, big, NULL, 0);
+    r = req_full("PUT", "/v1/functions/huge", huge, big, NULL, 0, 1);
     assert_int_equal(r.status, 413);
     resp_free(&r);
+    r = req("PUT", "/v1/functions/huge", huge, big, NULL, 0);
+    assert_true(r.status == 413 || (r.status == 0 && r.rc != CURLE_OK));
+    resp_free(&r);
     free(huge);
+    expect_error("GET", "/v1/functions/huge", NULL, 0, 404, "not_found");
 
     r = req("DELETE", "/v1/functions/echo", NULL, 0, NULL, 0);
     assert_int_equal(r.status, 200);
