@@ -435,10 +435,9 @@ int http_request(cluster_t *c, const char *method, const char *path, const void 
     if (body != NULL || strcmp(method, "POST") == 0 || strcmp(method, "PUT") == 0) {
         curl_easy_setopt(curl, CURLOPT_POSTFIELDS, body ? body : "");
         curl_easy_setopt(curl, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)len);
-        /* Like curl's default: above 1 MiB wait for 100-continue, so a body over the limit
-         * reads the server's 413 rather than racing its close; below, send at once. */
-        if (len <= (1u << 20))
-            hl = curl_slist_append(hl, "Expect:");
+        /* As curl does by default: above 1 MiB wait for 100-continue, so a body over the
+         * limit reads the server's 413 rather than racing its close; below, send at once. */
+        hl = curl_slist_append(hl, len > (1u << 20) ? "Expect: 100-continue" : "Expect:");
         curl_easy_setopt(curl, CURLOPT_EXPECT_100_TIMEOUT_MS, 10000L);
         hl = curl_slist_append(hl, "Content-Type: application/octet-stream");
     }
