@@ -244,18 +244,7 @@ static int fw_connect(int timeout_ms)
 static void fw_send(int fd, uint8_t type, uint32_t id, const char *meta, const void *data,
                     size_t len)
 {
-    uint8_t pre[SHOAL_FRAME_PREFIX_SIZE], *bin = NULL;
-    size_t mlen = strlen(meta);
-    if (type == SHOAL_FRAME_RESULT && (bin = ij_result_from_json(meta, &mlen)) != NULL)
-        meta = (const char *)bin;
-    else
-        mlen = strlen(meta);
-    assert_int_equal(shoal_frame_encode(pre, type, id, mlen, len), 0);
-    assert_int_equal(shoal_util_write_all(fd, pre, sizeof(pre)), 0);
-    assert_int_equal(shoal_util_write_all(fd, meta, mlen), 0);
-    if (len)
-        assert_int_equal(shoal_util_write_all(fd, data, len), 0);
-    free(bin);
+    assert_int_equal(ij_send_frame(fd, type, id, meta, data, len), 0);
 }
 
 /* Reads one frame; 0, or -1 on timeout or end of stream. */

@@ -12,6 +12,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/util.h"
+#include "transport/frame.h"
 #include "transport/invmeta.h"
 
 /* Appends one list entry to a growing buffer; 0 or -1. */
@@ -183,6 +185,29 @@ out:
     free(kv);
     json_decref(j);
     return out;
+}
+
+/* Writes one frame to fd as a fake peer does: a RESULT meta given as v1 JSON goes out binary, any
+ * other meta (or one that is not even JSON: malformed-meta tests send it as it is) unchanged.
+ * 0 or -1. */
+static inline int ij_send_frame(int fd, uint8_t type, uint32_t id, const char *meta,
+                                const void *data, size_t len)
+{
+    uint8_t pre[SHOAL_FRAME_PREFIX_SIZE], *bin = NULL;
+    size_t mlen = strlen(meta);
+    int rc = -1;
+
+    if (type == SHOAL_FRAME_RESULT && (bin = ij_result_from_json(meta, &mlen)) != NULL)
+        meta = (const char *)bin;
+    else
+        mlen = strlen(meta);
+    if (shoal_frame_encode(pre, type, id, mlen, len) == 0 &&
+        shoal_util_write_all(fd, pre, sizeof(pre)) == 0 &&
+        shoal_util_write_all(fd, meta, mlen) == 0 &&
+        (len == 0 || shoal_util_write_all(fd, data, len) == 0))
+        rc = 0;
+    free(bin);
+    return rc;
 }
 
 #endif
